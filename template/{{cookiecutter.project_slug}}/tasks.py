@@ -1,0 +1,111 @@
+"""Tasks for this YOLOX finetuning project. `invoke --list` shows them, `invoke <task> --help`
+explains one. Each task only parses options and calls the project's `yft` package."""
+
+import functools
+import sys
+
+from invoke import Collection, Exit, task
+
+
+def friendly(func):
+    """Turn yft.project.UserError into a one-line message and a non-zero exit."""
+    @functools.wraps(func)
+    def wrapper(*args, **kwargs):
+        from yft.project import UserError
+        try:
+            return func(*args, **kwargs)
+        except UserError as err:
+            raise Exit(f"error: {err}", code=1) from None
+    return wrapper
+
+
+def _exp(exp=None, overrides=()):
+    from yft.project import load_exp
+    return load_exp(exp, overrides)
+
+
+@task(help={"dry_run": "Print the pip commands without running them",
+            "extras": "Comma-separated pyproject extras to install too (default: dev)"})
+@friendly
+def setup(c, extras="dev", dry_run=False):
+    """Install torch, yolox 0.3.0 (the way that works on Python >= 3.10) and this project."""
+    from yft.setup_env import setup as run_setup
+    run_setup([e for e in extras.split(",") if e], dry_run=dry_run)
+
+
+@task(name="sample-data", help={"exp": "Exp file (default: [tool.yft] exp in pyproject.toml)",
+                                "train": "Training images", "val": "Validation images",
+                                "test": "Test images", "seed": "Random seed"})
+@friendly
+def sample_data(c, exp=None, train=64, val=16, test=16, seed=0):
+    """Write a small synthetic dataset labelled with this project's class names."""
+    from yft.data.sample import make_sample_dataset
+    from yft.project import relative
+    for path in make_sample_dataset(_exp(exp), (train, val, test), seed):
+        print(f"wrote {relative(path)}")
+
+
+@task(iterable=["set_"], help={
+    "exp": "Exp file (default: [tool.yft] exp in pyproject.toml)",
+    "device": "auto (cuda, then mps, then cpu), cpu, cuda, cuda:1, mps",
+    "ckpt": "Start from these weights (shape mismatches such as an 80-class head are skipped)",
+    "resume": "Continue from the run's last.pth",
+    "smoke": "A few iterations at a tiny size: checks that everything runs",
+    "batch_size": "Total batch size (default: the Exp's batch_size)",
+    "amp": "Mixed precision: fp16 (CUDA) or bf16",
+    "set_": "Override an Exp setting for this run, e.g. --set max_epoch=20 (repeatable)",
+    "quiet": "No progress bars"})
+@friendly
+def train(c, exp=None, device="auto", ckpt=None, resume=False, smoke=False, batch_size=0,
+          amp=None, set_=None, quiet=False):
+    """Train (finetune) the model of the Exp; checkpoints and metrics go to runs/<exp>/."""
+    from yft.device import pick_device
+    from yft.train.run import train as run_train
+    run_train(_exp(exp, set_ or ()), pick_device(device), ckpt=ckpt, resume=resume, smoke=smoke,
+              batch_size=batch_size or None, amp=amp, progress=not quiet)
+
+
+@task(name="eval", iterable=["set_"], help={
+    "exp": "Exp file", "ckpt": "Checkpoint (default: runs/<exp>/train/best.pth)",
+    "split": "val or test", "device": "auto, cpu, cuda, mps",
+    "backend": "torch or onnx (an .onnx file as --ckpt)", "batch_size": "Images per batch",
+    "set_": "Override an Exp setting, e.g. --set test_conf=0.001"})
+@friendly
+def evaluate(c, exp=None, ckpt=None, split="val", device="auto", backend="torch", batch_size=8,
+             set_=None):
+    """COCO mAP (pycocotools) and per-class AP; writes metrics.json next to the checkpoint."""
+    from yft.device import pick_device
+    from yft.evaluate.cli import run_eval
+    run_eval(_exp(exp, set_ or ()), pick_device(device), ckpt, split, backend, batch_size)
+
+
+@task(name="export-onnx", help={"exp": "Exp file", "ckpt": "Checkpoint (default: best.pth)",
+                                "output": "ONNX path (default: next to the checkpoint)",
+                                "opset": "ONNX opset (default: the Exp's onnx_opset)",
+                                "static_batch": "Fix the batch dimension at 1"})
+@friendly
+def export_onnx(c, exp=None, ckpt=None, output=None, opset=0, static_batch=False):
+    """Export to ONNX and check onnxruntime against torch on validation images."""
+    from yft.deploy.cli import run_export_onnx
+    run_export_onnx(_exp(exp), ckpt, output, opset or None, not static_batch)
+
+
+@task(help={"source": "Image, folder or glob pattern", "exp": "Exp file",
+            "ckpt": "Checkpoint or .onnx (default: best.pth)", "backend": "torch or onnx",
+            "conf": "Score threshold (default: the Exp's predict_conf)",
+            "output": "Folder for the annotated images", "device": "auto, cpu, cuda, mps"})
+@friendly
+def predict(c, source, exp=None, ckpt=None, backend="torch", conf=-1.0, output=None, device="auto"):
+    """Draw detections with this project's class names on an image or a folder of images."""
+    from yft.deploy.cli import run_predict
+    from yft.device import pick_device
+    run_predict(_exp(exp), pick_device(device), source, ckpt, backend, None if conf < 0 else conf, output)
+
+
+@task(help={"args": "Extra pytest arguments"})
+def test(c, args=""):
+    """Run this project's own tests."""
+    c.run(f"{sys.executable} -m pytest {args}", pty=False)
+
+
+ns = Collection(setup, sample_data, train, evaluate, export_onnx, predict, test)

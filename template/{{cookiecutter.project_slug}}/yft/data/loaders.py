@@ -1,0 +1,86 @@
+"""Data loaders built from YOLOX's own dataset, mosaic/mixup and transforms.
+
+YOLOX's `Exp.get_data_loader` pins memory unconditionally and rebinds `exp.dataset`; these
+builders take the device as an argument and leave the Exp alone, so the same code feeds a
+CPU laptop and a GPU node.
+"""
+
+import contextlib
+import io
+import random
+
+import numpy as np
+import torch
+
+from yft.data.coco_io import check_split
+
+
+def _quiet():
+    """pycocotools prints 'loading annotations into memory...' for every file; hide it."""
+    return contextlib.redirect_stdout(io.StringIO())
+
+
+def coco_dataset(exp, split, img_size, preproc, cache=False):
+    """YOLOX's COCODataset for train, val or test, after checking the files exist."""
+    from yolox.data import COCODataset
+
+    check_split(exp, split)
+    json_file = {"train": exp.train_ann, "val": exp.val_ann, "test": exp.test_ann}[split]
+    name = {"train": exp.train_name, "val": exp.val_name, "test": exp.test_name}[split]
+    with _quiet():
+        return COCODataset(data_dir=exp.data_dir, json_file=json_file, name=name,
+                           img_size=img_size, preproc=preproc, cache=cache)
+
+
+def build_train_dataset(exp, no_aug=False):
+    """Training images with YOLOX's mosaic, mixup, affine, HSV and flip augmentation."""
+    from yolox.data import MosaicDetection, TrainTransform
+
+    base = coco_dataset(exp, "train", exp.input_size,
+                        TrainTransform(max_labels=50, flip_prob=exp.flip_prob, hsv_prob=exp.hsv_prob))
+    return MosaicDetection(
+        base, mosaic=not no_aug, img_size=exp.input_size,
+        preproc=TrainTransform(max_labels=120, flip_prob=exp.flip_prob, hsv_prob=exp.hsv_prob),
+        degrees=exp.degrees, translate=exp.translate, mosaic_scale=exp.mosaic_scale,
+        mixup_scale=exp.mixup_scale, shear=exp.shear, enable_mixup=exp.enable_mixup,
+        mosaic_prob=exp.mosaic_prob, mixup_prob=exp.mixup_prob,
+    )
+
+
+def _seed_worker(base_seed):
+    def init(worker_id):
+        seed = (base_seed + worker_id) % 2**32
+        random.seed(seed)
+        np.random.seed(seed)
+        torch.manual_seed(seed)
+    return init
+
+
+def build_train_loader(exp, batch_size, device, seed=0, rank=0, world_size=1, no_aug=False):
+    """An endless loader of (images, targets, img_info, ids); `len()` is one epoch of batches.
+
+    batch_size is per process. `loader.close_mosaic()` switches to plain images for the final
+    epochs.
+    """
+    from yolox.data import DataLoader, InfiniteSampler, YoloBatchSampler
+
+    dataset = build_train_dataset(exp, no_aug=no_aug)
+    sampler = InfiniteSampler(len(dataset), seed=seed, rank=rank, world_size=world_size)
+    batch_sampler = YoloBatchSampler(sampler=sampler, batch_size=batch_size, drop_last=False,
+                                     mosaic=not no_aug)
+    return DataLoader(
+        dataset, batch_sampler=batch_sampler, num_workers=exp.data_num_workers,
+        pin_memory=device.type == "cuda", worker_init_fn=_seed_worker(seed + 1000 * rank),
+        persistent_workers=exp.data_num_workers > 0,
+    )
+
+
+def build_eval_loader(exp, split, batch_size, device):
+    """Letterboxed images of a split, in file order, with their original sizes and ids."""
+    from yolox.data import ValTransform
+
+    dataset = coco_dataset(exp, split, exp.test_size, ValTransform(legacy=False))
+    return torch.utils.data.DataLoader(
+        dataset, batch_size=batch_size, shuffle=False, num_workers=exp.data_num_workers,
+        pin_memory=device.type == "cuda",
+    )

@@ -1,0 +1,1 @@
+"""Deploy stage: ONNX export checked against torch, and prediction on images."""

@@ -1,0 +1,1 @@
+"""Evaluate stage: COCO metrics that match pycocotools, written to a metrics.json."""

@@ -1,0 +1,78 @@
+"""Where things are in this project, and how the Exp file is found and loaded."""
+
+import os
+import re
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+class UserError(Exception):
+    """A problem the user can fix; tasks print its message on one line and exit non-zero."""
+
+
+def read_pyproject():
+    """pyproject.toml as a dict (tomllib on Python >= 3.11, a minimal reader before that)."""
+    text = (ROOT / "pyproject.toml").read_text(encoding="utf-8")
+    try:
+        import tomllib
+    except ImportError:  # Python 3.10: only the [tool.yft] keys are needed before setup
+        match = re.search(r'^\[tool\.yft\]\s*^exp\s*=\s*"([^"]+)"', text, re.M)
+        return {"tool": {"yft": {"exp": match.group(1)}}}
+    return tomllib.loads(text)
+
+
+def default_exp_path():
+    """The Exp named in pyproject.toml's [tool.yft] table."""
+    return ROOT / read_pyproject()["tool"]["yft"]["exp"]
+
+
+def load_exp(path=None, overrides=()):
+    """Load the Exp (the project's one settings source) and apply `key=value` overrides."""
+    from yolox.exp import get_exp
+
+    path = Path(path) if path else default_exp_path()
+    if not path.is_file():
+        raise UserError(f"{path}: Exp file not found")
+    try:
+        exp = get_exp(str(path))
+    except ImportError as err:
+        # yolox hides the real error behind "doesn't contain class named 'Exp'".
+        raise UserError(f"{path}: cannot load the Exp ({err.__cause__ or err})") from err
+    apply_overrides(exp, overrides)
+    try:
+        exp.check()
+    except ValueError as err:
+        raise UserError(f"{path}: {err}") from err
+    exp.exp_file = str(path)
+    return exp
+
+
+def apply_overrides(exp, overrides):
+    """Set Exp attributes from 'key=value' strings, converted to the attribute's type."""
+    pairs = []
+    for item in overrides:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise UserError(f"--set {item!r}: expected key=value")
+        if not hasattr(exp, key):
+            raise UserError(f"--set {key}: the Exp has no setting named {key!r}")
+        pairs += [key, value]
+    try:
+        exp.merge(pairs)
+    except (ValueError, SyntaxError) as err:
+        raise UserError(f"--set: {err}") from err
+
+
+def run_dir(exp, name=None):
+    """The folder of one run: runs/<exp_name>/<name or 'train'>."""
+    return ROOT / exp.output_dir / exp.exp_name / (name or "train")
+
+
+def relative(path):
+    """A path for messages: relative to the project root when inside it."""
+    path = Path(path).resolve()
+    try:
+        return str(path.relative_to(ROOT))
+    except ValueError:
+        return os.fspath(path)

@@ -1,0 +1,32 @@
+"""Fixtures for the template's tests; the rendering helpers live in helpers.py."""
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+GIT_IDENTITY = {
+    "GIT_AUTHOR_NAME": "yft tests",
+    "GIT_AUTHOR_EMAIL": "yft-tests@example.invalid",
+    "GIT_COMMITTER_NAME": "yft tests",
+    "GIT_COMMITTER_EMAIL": "yft-tests@example.invalid",
+}
+
+
+@pytest.fixture
+def clean_git(monkeypatch):
+    """git as on a clean CI machine: no global or system config, an identity from the environment.
+
+    Also keeps a developer's own settings (gpg signing, conflict style, hooks paths) out of the
+    tests. Returns the environment to pass to subprocess git calls.
+    """
+    for key, value in GIT_IDENTITY.items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.setenv("GIT_CONFIG_GLOBAL", os.devnull)
+    monkeypatch.setenv("GIT_CONFIG_NOSYSTEM", "1")
+    monkeypatch.delenv("GIT_DIR", raising=False)
+    monkeypatch.delenv("GIT_WORK_TREE", raising=False)
+    return dict(os.environ)
