@@ -17,20 +17,23 @@ DATASET_CHARS = set(string.ascii_lowercase + string.digits + "_")
 
 
 def split_class_names(raw):
-    """'a, b' or ['a', 'b'] -> ['a', 'b'] (names trimmed, blanks kept so they can be reported)."""
-    items = raw.split(",") if isinstance(raw, str) else list(raw)
-    return [item.strip() if isinstance(item, str) else item for item in items]
+    """'a, b' or ['a', 'b'] -> ['a', 'b'] as typed (untrimmed, blanks kept so they can be reported)."""
+    return raw.split(",") if isinstance(raw, str) else list(raw)
 
 
 def class_name_problem(raw):
-    """The first problem with the class names, or None."""
+    """The first problem with the class names, or None (the checks and order of copier.yml)."""
+    if not isinstance(raw, (str, list, tuple)):
+        return "Class names must be a list such as [helmet, vest]."
     seen = set()
-    for number, name in enumerate(split_class_names(raw), start=1):
-        if not isinstance(name, str):
-            return f'Class name {name} is not text: quote it, e.g. "{name}".'
+    for number, item in enumerate(split_class_names(raw), start=1):
+        if not isinstance(item, str):
+            return f'Class name {item} is not text: quote it, e.g. "{item}".'
+        name = item.strip()
         if not name:
             return f"Class name number {number} is blank."
-        if not name.isprintable():
+        # As typed, so a tab or newline next to a comma counts too (copier's YAML refuses those).
+        if not item.isprintable():
             return f'Class name "{name}" contains a control character.'
         if "," in name:
             return f'Class name "{name}" contains a comma, which separates names.'
@@ -63,7 +66,10 @@ def validate(answers):
     elif not name.isprintable():
         problems.append("The project name must not contain control characters (tabs, newlines).")
     slug = answers.get("project_slug", "")
-    if not slug or set(slug) - SLUG_CHARS or not slug[0].isalpha() or slug.endswith("-"):
+    if (
+        not slug or set(slug) - SLUG_CHARS or not slug[0].isalpha() or slug.endswith("-")
+        or "--" in slug
+    ):
         problems.append(
             f'The project slug "{slug}" must start with a letter and hold only lowercase letters, '
             "digits and single dashes."

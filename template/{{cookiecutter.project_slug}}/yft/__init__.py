@@ -4,3 +4,10 @@ Every stage reads its settings from the project's Exp file (see `yft.project.loa
 """
 
 __version__ = "0.1.0"
+
+import warnings
+
+# yolox 0.3.0 and thop call APIs that current torch/setuptools deprecate; the warnings say
+# nothing the user can act on, so they are silenced here, for those modules only.
+warnings.filterwarnings("ignore", category=FutureWarning, module=r"yolox\.")
+warnings.filterwarnings("ignore", category=DeprecationWarning, module=r"(thop|yolox)\.")

@@ -50,7 +50,7 @@ class TorchBackend:
         self.model.head.decode_in_inference = True
         self.device = device
 
-    @torch.inference_mode()
+    @torch.no_grad()  # not inference_mode: yolox's postprocess edits the output in place
     def __call__(self, images):
         images = torch.as_tensor(images).to(self.device, non_blocking=True).float()
         return self.model(images).cpu()

@@ -1,5 +1,6 @@
 """Where things are in this project, and how the Exp file is found and loaded."""
 
+import ast
 import os
 import re
 from pathlib import Path
@@ -49,19 +50,41 @@ def load_exp(path=None, overrides=()):
 
 
 def apply_overrides(exp, overrides):
-    """Set Exp attributes from 'key=value' strings, converted to the attribute's type."""
-    pairs = []
+    """Set Exp attributes from 'key=value' strings, parsed as Python literals where possible
+    ("640" -> 640, "640,640" -> (640, 640), "false" -> False) and checked against the type of
+    the current value."""
     for item in overrides:
-        key, sep, value = item.partition("=")
+        key, sep, text = item.partition("=")
+        key = key.strip()
         if not sep:
             raise UserError(f"--set {item!r}: expected key=value")
         if not hasattr(exp, key):
             raise UserError(f"--set {key}: the Exp has no setting named {key!r}")
-        pairs += [key, value]
-    try:
-        exp.merge(pairs)
-    except (ValueError, SyntaxError) as err:
-        raise UserError(f"--set: {err}") from err
+        current = getattr(exp, key)
+        setattr(exp, key, _convert(key, text.strip(), current))
+
+
+def _convert(key, text, current):
+    if isinstance(current, str) or (current is None and not text):
+        return text
+    lowered = text.lower()
+    if lowered in ("true", "false", "none"):
+        value = {"true": True, "false": False, "none": None}[lowered]
+    else:
+        try:
+            value = ast.literal_eval(text)
+        except (ValueError, SyntaxError):
+            raise UserError(f"--set {key}={text}: not a value (numbers, tuples such as 640,640, "
+                            "true/false)") from None
+    if isinstance(current, tuple):
+        value = tuple(value) if isinstance(value, (list, tuple)) else (value,) * len(current)
+    elif isinstance(current, bool) and not isinstance(value, bool):
+        raise UserError(f"--set {key}={text}: expected true or false")
+    elif isinstance(current, float) and isinstance(value, int) and not isinstance(value, bool):
+        value = float(value)
+    elif current is not None and not isinstance(value, type(current)):
+        raise UserError(f"--set {key}={text}: expected a {type(current).__name__} like {current!r}")
+    return value
 
 
 def run_dir(exp, name=None):

@@ -108,4 +108,4 @@ class Trainer:
         self.lr = self.scheduler.update_lr(self.iter + 1)
         for group in self.optimizer.param_groups:
             group["lr"] = self.lr
-        self.losses = {k: float(v) for k, v in outputs.items()}
+        self.losses = {k: float(v.detach()) if torch.is_tensor(v) else float(v) for k, v in outputs.items()}
