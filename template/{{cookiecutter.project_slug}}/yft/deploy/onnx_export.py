@@ -7,6 +7,7 @@ After export the ONNX model runs in onnxruntime on real validation images and mu
 """
 
 import json
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -42,8 +43,12 @@ def export_onnx(model, exp, path, opset=None, dynamic_batch=True):
     dummy = torch.zeros(1, 3, *exp.test_size)
     tmp = Path(path).with_suffix(".onnx.tmp")
     dynamic = {"images": {0: "batch"}, "output": {0: "batch"}} if dynamic_batch else None
-    torch.onnx.export(model, dummy, str(tmp), input_names=["images"], output_names=["output"],
-                      opset_version=opset or exp.onnx_opset, dynamic_axes=dynamic, dynamo=False)
+    with warnings.catch_warnings():
+        # The TorchScript exporter (dynamo=False) is deliberate: it needs no onnxscript and
+        # handles YOLOX's decode; torch warns that it is the legacy path.
+        warnings.simplefilter("ignore", DeprecationWarning)
+        torch.onnx.export(model, dummy, str(tmp), input_names=["images"], output_names=["output"],
+                          opset_version=opset or exp.onnx_opset, dynamic_axes=dynamic, dynamo=False)
     proto = onnx.load(str(tmp))
     tmp.unlink()
     onnx.checker.check_model(proto)

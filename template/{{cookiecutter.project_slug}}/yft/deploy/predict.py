@@ -4,7 +4,6 @@ import colorsys
 from pathlib import Path
 
 import cv2
-import numpy as np
 
 from yft.data.coco_io import write_atomic
 from yft.inference import decode, letterbox
