@@ -30,3 +30,25 @@ def clean_git(monkeypatch):
     monkeypatch.delenv("GIT_DIR", raising=False)
     monkeypatch.delenv("GIT_WORK_TREE", raising=False)
     return dict(os.environ)
+
+
+@pytest.fixture
+def copier_project(tmp_path):
+    """Factory: render a project with copier into tmp_path/project (or `name`); returns its root."""
+    from helpers import render_copier
+
+    def render(data=None, name="project", **kwargs):
+        return render_copier(tmp_path / name, data or {}, **kwargs)
+
+    return render
+
+
+@pytest.fixture
+def cookiecutter_project(tmp_path):
+    """Factory: render a project with cookiecutter under tmp_path/<name>; returns its root."""
+    from helpers import render_cookiecutter
+
+    def render(data=None, name="cookiecutter"):
+        return render_cookiecutter(tmp_path / name, data or {})
+
+    return render
