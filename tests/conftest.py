@@ -52,3 +52,12 @@ def cookiecutter_project(tmp_path):
         return render_cookiecutter(tmp_path / name, data or {})
 
     return render
+
+
+@pytest.fixture(scope="session")
+def yolox_stack(tmp_path_factory):
+    """torch, yolox 0.3.0 and the rest, installed once through a generated project's `invoke setup`."""
+    from stack import ensure_stack
+
+    # The parent of the base temp folder is shared by all pytest-xdist workers.
+    ensure_stack(tmp_path_factory.getbasetemp().parent / "yft-stack")

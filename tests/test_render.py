@@ -71,7 +71,7 @@ def test_matrix_covers_every_choice():
 
 
 @pytest.mark.parametrize("data", _matrix())
-def test_render_matrix(tmp_path, data):
+def test_render_matrix(tmp_path, data, yolox_stack):
     project = render_copier(tmp_path / "project", data)
 
     problems = static_problems(project)

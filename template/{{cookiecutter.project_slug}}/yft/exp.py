@@ -113,6 +113,10 @@ class FinetuneExp(YoloxExp):
             raise ValueError(
                 f"num_classes is {self.num_classes} but class_names has {len(self.class_names)} names"
             )
+        repeated = sorted({n for n in self.class_names if list(self.class_names).count(n) > 1})
+        if repeated:
+            where = " (COCO's 80 classes come first in keep_coco mode)" if self.class_mode == "keep_coco" else ""
+            raise ValueError(f"class names appear twice: {', '.join(repeated)}{where}")
         if self.class_mode == "keep_coco" and tuple(self.class_names[:80]) != COCO_CLASS_NAMES:
             raise ValueError("class_mode keep_coco needs COCO's 80 class names first in class_names")
         for name in ("input_size", "test_size"):

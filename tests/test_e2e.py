@@ -1,0 +1,87 @@
+"""The mission's core test: a generated project goes through its whole life cycle on CPU.
+
+Render, `invoke setup`, sample data, smoke-train, evaluate, export ONNX (onnxruntime checked
+against torch), predict, and the project's own test suite. Also the failure paths a new user
+meets first: no data yet, no checkpoint yet.
+"""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from helpers import render_copier
+from stack import invoke
+
+pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("e2e"), pytest.mark.usefixtures("yolox_stack")]
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory):
+    root = tmp_path_factory.mktemp("e2e") / "proj"
+    render_copier(root, {"project_name": "Hard Hat Finder", "dataset_name": "hats",
+                         "class_names": ["hard hat", "vest", "person \"worker\""],
+                         "model": "yolox_nano", "input_size": 128, "tracker": "tensorboard"})
+    invoke(root, "setup")
+    return root
+
+
+def test_first_errors_are_one_line_and_nonzero(project):
+    result = invoke(project, "train", "--smoke", "--device", "cpu", check=False)
+    assert result.returncode == 1
+    assert "instances_train2017.json: annotation file not found" in result.stderr
+    assert "Traceback" not in result.stderr
+    result = invoke(project, "eval", check=False)
+    assert result.returncode == 1 and "run `invoke train` first" in result.stderr
+    result = invoke(project, "train", "--set", "max_epochs=3", check=False)
+    assert result.returncode == 1 and "no setting named 'max_epochs'" in result.stderr
+
+
+def test_life_cycle(project):
+    invoke(project, "sample-data", "--train", "24", "--val", "8", "--test", "4")
+    train = invoke(project, "train", "--smoke", "--device", "cpu", "--quiet")
+    run = project / "runs" / "hats_yolox_nano" / "smoke"
+    assert (run / "last.pth").is_file() and (run / "best.pth").is_file()
+    assert (run / "tensorboard").is_dir()
+    assert "best val mAP50:95" in train.stdout
+
+    ckpt = run / "best.pth"
+    evaluation = invoke(project, "eval", "--ckpt", str(ckpt), "--device", "cpu")
+    metrics = json.loads((run / "eval_val_torch" / "metrics.json").read_text())
+    for key in ("mAP50_95", "mAP50", "mAP75", "per_class", "speed", "notes", "num_images"):
+        assert key in metrics
+    assert metrics["num_images"] == 8
+    assert list(metrics["per_class"]) == ["hard hat", "vest", 'person "worker"']
+    assert "mAP50:95" in evaluation.stdout
+
+    export = invoke(project, "export-onnx", "--ckpt", str(ckpt))
+    assert (run / "best.onnx").is_file() and "onnxruntime vs torch" in export.stdout
+    meta = subprocess.run(
+        [sys.executable, "-c", "import onnx,sys; m=onnx.load(sys.argv[1]); "
+         "print(dict((p.key, p.value) for p in m.metadata_props)['class_names'])", str(run / "best.onnx")],
+        capture_output=True, text=True, check=True).stdout
+    assert json.loads(meta) == ["hard hat", "vest", 'person "worker"']
+
+    image = project / "datasets" / "hats" / "val2017" / "val_00000.jpg"
+    invoke(project, "predict", str(image), "--ckpt", str(ckpt), "--conf", "0")
+    assert (run / "predictions" / "val_00000.png").stat().st_size > 0
+    invoke(project, "predict", str(image), "--ckpt", str(run / "best.onnx"), "--backend", "onnx",
+           "--output", str(project / "onnx-pred"))
+    assert (project / "onnx-pred" / "val_00000.png").is_file()
+
+
+def test_project_own_tests_pass(project):
+    result = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider"],
+                            cwd=project, capture_output=True, text=True, timeout=900)
+    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
+    assert " passed" in result.stdout
+
+
+def test_keep_coco_project_own_tests_pass(tmp_path):
+    root = render_copier(tmp_path / "coco", {"class_mode": "keep_coco", "model": "yolox_tiny",
+                                             "class_names": "drone, kite", "input_size": 128})
+    invoke(root, "setup")
+    result = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider"],
+                            cwd=root, capture_output=True, text=True, timeout=900)
+    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
