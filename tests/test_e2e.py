@@ -80,7 +80,7 @@ def test_project_own_tests_pass(project):
 
 def test_keep_coco_project_own_tests_pass(tmp_path):
     root = render_copier(tmp_path / "coco", {"class_mode": "keep_coco", "model": "yolox_tiny",
-                                             "class_names": "drone, kite", "input_size": 128})
+                                             "class_names": "drone, quadcopter", "input_size": 128})
     invoke(root, "setup")
     result = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider"],
                             cwd=root, capture_output=True, text=True, timeout=900)

@@ -74,6 +74,7 @@ def train(exp, device, ckpt=None, resume=False, smoke=False, batch_size=None, am
                f"input {exp.input_size[0]}x{exp.input_size[1]}, seed {seed}")
 
     tqdm.write("loading data")
+    check_split(exp, "train")
     check_split(exp, "val")  # fail now, not after the first epoch
     loader = build_train_loader(exp, batch_size, device, seed=seed)
     iters_per_epoch = SMOKE_ITERS_PER_EPOCH if smoke else len(loader)
