@@ -8,6 +8,7 @@
 import shutil
 import sys
 import time
+import warnings
 from pathlib import Path
 
 from invoke import Collection, Exit, task
@@ -55,6 +56,8 @@ def render_project(dest, data, use_cookiecutter=False):
         return dest
     import copier
 
+    # Rendering the working tree (uncommitted edits included) is the point here.
+    warnings.filterwarnings("ignore", message="Dirty template changes included automatically")
     copier.run_copy(str(ROOT), str(dest), data=data, defaults=True, unsafe=False, vcs_ref="HEAD",
                     quiet=True)
     return dest

@@ -47,7 +47,11 @@ class Multiscale(HookBase):
 
 
 class Progress(HookBase):
-    """A progress bar per epoch with loss parts, LR and the ETA of the whole run."""
+    """A progress bar per epoch with loss parts, LR and the ETA of the whole run, and a summary
+    line per epoch (only the summary lines when bars=False)."""
+
+    def __init__(self, bars=True):
+        self.bars = bars
 
     def before_train(self):
         self.started, self.done = time.perf_counter(), 0
@@ -55,7 +59,7 @@ class Progress(HookBase):
     def before_epoch(self):
         t = self.trainer
         self.bar = tqdm(total=t.iters_per_epoch, desc=f"epoch {t.epoch + 1}/{t.max_epoch}",
-                        dynamic_ncols=True, leave=False)
+                        dynamic_ncols=True, leave=False, disable=not self.bars)
 
     def after_step(self):
         t = self.trainer

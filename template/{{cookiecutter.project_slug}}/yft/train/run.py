@@ -58,7 +58,10 @@ def seed_everything(seed):
 
 def train(exp, device, ckpt=None, resume=False, smoke=False, batch_size=None, amp=None,
           out_dir=None, progress=True):
-    """Train and return the run folder (last.pth, best.pth, history.json, metrics)."""
+    """Train and return the run folder (last.pth, best.pth, history.json, metrics).
+
+    progress=False drops the progress bars and keeps one summary line per epoch.
+    """
     if smoke:
         for key, value in SMOKE_SETTINGS.items():
             setattr(exp, key, value)
@@ -125,7 +128,7 @@ def train(exp, device, ckpt=None, resume=False, smoke=False, batch_size=None, am
         hooks.Checkpointer(out_dir),
         hooks.Evaluator(validate, out_dir),  # after the Checkpointer: best.pth copies last.pth
         hooks.Tracker(exp.tracker, out_dir) if exp.tracker != "none" else None,
-        hooks.Progress() if progress else None,
+        hooks.Progress(bars=progress),
     ])
     tqdm.write(f"training: {iters_per_epoch} iterations per epoch, output in {relative(out_dir)}")
     started = time.perf_counter()
