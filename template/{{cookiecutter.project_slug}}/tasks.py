@@ -1,10 +1,11 @@
 """Tasks for this YOLOX finetuning project. `invoke --list` shows them, `invoke <task> --help`
-explains one. Each task only parses options and calls the project's `yft` package."""
+explains one. Each task only parses options and calls the project's `yft` package; invoke
+collects every @task in this file, grouped below by stage (setup, data, train, evaluate, deploy)."""
 
 import functools
 import sys
 
-from invoke import Collection, Exit, task
+from invoke import Exit, task
 
 
 def friendly(func):
@@ -17,6 +18,9 @@ def friendly(func):
         except UserError as err:
             raise Exit(f"error: {err}", code=1) from None
     return wrapper
+
+
+# ---------------------------------------------------------------- setup
 
 
 def _exp(exp=None, overrides=()):
@@ -33,6 +37,9 @@ def setup(c, extras="dev", dry_run=False):
     run_setup([e for e in extras.split(",") if e], dry_run=dry_run)
 
 
+# ---------------------------------------------------------------- data
+
+
 @task(name="sample-data", help={"exp": "Exp file (default: [tool.yft] exp in pyproject.toml)",
                                 "train": "Training images", "val": "Validation images",
                                 "test": "Test images", "seed": "Random seed"})
@@ -43,6 +50,9 @@ def sample_data(c, exp=None, train=64, val=16, test=16, seed=0):
     from yft.project import relative
     for path in make_sample_dataset(_exp(exp), (train, val, test), seed):
         print(f"wrote {relative(path)}")
+
+
+# ---------------------------------------------------------------- train
 
 
 @task(iterable=["set_"], help={
@@ -65,6 +75,9 @@ def train(c, exp=None, device="auto", ckpt=None, resume=False, smoke=False, batc
               batch_size=batch_size or None, amp=amp, progress=not quiet)
 
 
+# ---------------------------------------------------------------- evaluate
+
+
 @task(name="eval", iterable=["set_"], help={
     "exp": "Exp file", "ckpt": "Checkpoint (default: runs/<exp>/train/best.pth)",
     "split": "val or test", "device": "auto, cpu, cuda, mps",
@@ -77,6 +90,9 @@ def evaluate(c, exp=None, ckpt=None, split="val", device="auto", backend="torch"
     from yft.device import pick_device
     from yft.evaluate.cli import run_eval
     run_eval(_exp(exp, set_ or ()), pick_device(device), ckpt, split, backend, batch_size)
+
+
+# ---------------------------------------------------------------- deploy
 
 
 @task(name="export-onnx", help={"exp": "Exp file", "ckpt": "Checkpoint (default: best.pth)",
@@ -102,10 +118,11 @@ def predict(c, source, exp=None, ckpt=None, backend="torch", conf=-1.0, output=N
     run_predict(_exp(exp), pick_device(device), source, ckpt, backend, None if conf < 0 else conf, output)
 
 
+# ---------------------------------------------------------------- project
+
+
 @task(help={"args": "Extra pytest arguments"})
 def test(c, args=""):
     """Run this project's own tests."""
     c.run(f"{sys.executable} -m pytest {args}", pty=False)
 
-
-ns = Collection(setup, sample_data, train, evaluate, export_onnx, predict, test)
