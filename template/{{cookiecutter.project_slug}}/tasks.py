@@ -52,6 +52,31 @@ def sample_data(c, exp=None, train=64, val=16, test=16, seed=0):
         print(f"wrote {relative(path)}")
 
 
+@task(name="convert", iterable=["src", "map_"], help={
+    "from_": "Label format: yolo, voc, labelme, cvat, labelstudio or coco",
+    "src": "Labels: a folder (yolo, voc, labelme) or a file (cvat, labelstudio, coco); "
+           "repeat --src to merge several COCO files",
+    "images": "The image folder (sizes from image headers; images without labels become negatives)",
+    "out": "Output: a COCO .json file (or a new folder with --to yolo)",
+    "to": "coco (default) or yolo (from a COCO file)",
+    "map_": "Rename a source class: --map old=new (repeatable; several olds may merge into one)",
+    "drop_unknown": "Drop boxes of classes the Exp does not have (counted) instead of failing",
+    "difficult": "VOC difficult objects: keep (as an attribute) or drop",
+    "require_labels": "Fail on an image without a label file instead of keeping it as a negative",
+    "exp": "Exp file (its class names and ids)"})
+@friendly
+def convert(c, from_=None, src=None, out=None, images=None, to="coco", map_=None, drop_unknown=False,
+            difficult="keep", require_labels=False, exp=None):
+    """Convert YOLO / VOC / LabelMe / CVAT / Label Studio / COCO labels to this project's COCO."""
+    from yft.data.convert import convert as run_convert, format_summary
+    from yft.project import UserError
+    if not from_ or not out:
+        raise UserError("convert needs --from FORMAT, --src LABELS and --out FILE (see --help)")
+    e = _exp(exp)
+    print(format_summary(run_convert(from_, src, images, out, e.class_names, e.category_ids(),
+                                     map_ or (), drop_unknown, require_labels, difficult, to)))
+
+
 # ---------------------------------------------------------------- train
 
 
