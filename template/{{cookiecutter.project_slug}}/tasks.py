@@ -77,27 +77,114 @@ def convert(c, from_=None, src=None, out=None, images=None, to="coco", map_=None
                                      map_ or (), drop_unknown, require_labels, difficult, to)))
 
 
+@task(help={"fix": "Write <name>.fixed.json next to each annotation file (originals untouched)",
+            "ann": "Check this COCO file instead of the Exp's splits (needs --images)",
+            "images": "Image folder of --ann", "report": "JSON report path "
+            "(default: runs/data/validation.json)", "exp": "Exp file"})
+@friendly
+def validate(c, fix=False, ann=None, images=None, report=None, exp=None):
+    """Decode every image, check every box, id, file name and cross-split duplicate."""
+    from yft.data.validate import validate as run_validate
+    from yft.project import UserError, relative
+    result, fixed, path = run_validate(_exp(exp), ann, images, fix, report)
+    print(result.text())
+    for out, changes in fixed:
+        print(f"wrote {relative(out)}: " + ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in changes.items()))
+    if path:
+        print(f"report: {relative(path)}")
+    if result.errors:
+        raise UserError(f"{len(result.errors)} errors in the dataset (listed above)")
+
+
+@task(help={"ann": "The COCO file to split (e.g. the output of `invoke convert`)",
+            "images": "The folder its file names are relative to",
+            "train": "Fraction for train", "val": "Fraction for val", "test": "Fraction for test",
+            "seed": "Random seed (same seed, same split)",
+            "group_by": "Regex on file names; images with the same match (or first group) stay in "
+                        "one split, e.g. '^(.+)_t[0-9]' for extract-frames output",
+            "kfold": "Write K stratified folds to <data>/folds/fold_k/ instead",
+            "symlink": "Symlink images instead of hardlinking (or copying)",
+            "force": "Replace split folders that already hold images",
+            "out": "Dataset folder (default: the Exp's data_dir)", "exp": "Exp file"})
+@friendly
+def split(c, ann=None, images=None, train=0.8, val=0.1, test=0.1, seed=0, group_by=None, kfold=0,
+          symlink=False, force=False, out=None, exp=None):
+    """Stratified, group-aware train/val/test split (or K folds) into train2017/val2017/test2017."""
+    from yft.data.split import split_dataset
+    from yft.project import UserError, relative
+    if not ann or not images:
+        raise UserError("split needs --ann FILE and --images DIR (see --help)")
+    written, lines = split_dataset(ann, images, out or _exp(exp).data_dir, (train, val, test), seed,
+                                   group_by, kfold, symlink, force)
+    print("\n".join(lines))
+    for path in written:
+        print(f"wrote {relative(path)}")
+
+
 # ---------------------------------------------------------------- train
 
 
 @task(iterable=["set_"], help={
     "exp": "Exp file (default: [tool.yft] exp in pyproject.toml)",
     "device": "auto (cuda, then mps, then cpu), cpu, cuda, cuda:1, mps",
-    "ckpt": "Start from these weights (shape mismatches such as an 80-class head are skipped)",
-    "resume": "Continue from the run's last.pth",
+    "ckpt": "Start from these weights (shape mismatches such as an 80-class head are skipped; "
+            "keep_coco mode keeps COCO's 80 class rows)",
+    "resume": "Continue exactly from the run's last.pth",
     "smoke": "A few iterations at a tiny size: checks that everything runs",
-    "batch_size": "Total batch size (default: the Exp's batch_size)",
+    "batch_size": "Total batch size over all devices (default: the Exp's batch_size)",
     "amp": "Mixed precision: fp16 (CUDA) or bf16",
+    "strategy": "full, head (backbone and neck frozen) or progressive (default: the Exp's)",
+    "devices": "Processes (GPUs) on this machine; more than 1 runs DDP through torchrun",
+    "nnodes": "Machines taking part (multi-node DDP)",
+    "node_rank": "This machine's rank among the nodes (0 on the master)",
+    "master_addr": "Address of the rank-0 machine",
+    "master_port": "Port on the rank-0 machine",
     "set_": "Override an Exp setting for this run, e.g. --set max_epoch=20 (repeatable)",
     "quiet": "No progress bars"})
 @friendly
 def train(c, exp=None, device="auto", ckpt=None, resume=False, smoke=False, batch_size=0,
-          amp=None, set_=None, quiet=False):
-    """Train (finetune) the model of the Exp; checkpoints and metrics go to runs/<exp>/."""
+          amp=None, strategy=None, devices=1, nnodes=1, node_rank=0, master_addr="127.0.0.1",
+          master_port=29500, set_=None, quiet=False):
+    """Train (finetune) the model of the Exp; checkpoints and logs go to runs/<exp>/train/."""
+    if devices > 1 or nnodes > 1:
+        from yft.train.cli import launch
+        argv = [f"--device={device}"] + [f"--set={s}" for s in set_ or ()]
+        argv += [f"--{k}={v}" for k, v in (("exp", exp), ("ckpt", ckpt), ("batch-size", batch_size),
+                                            ("amp", amp), ("strategy", strategy)) if v]
+        argv += [flag for flag, on in (("--resume", resume), ("--smoke", smoke), ("--quiet", quiet)) if on]
+        code = launch(argv, devices, nnodes, node_rank, master_addr, master_port)
+        if code:
+            raise Exit(f"error: distributed training failed (exit code {code})", code=code)
+        return
     from yft.device import pick_device
     from yft.train.run import train as run_train
     run_train(_exp(exp, set_ or ()), pick_device(device), ckpt=ckpt, resume=resume, smoke=smoke,
-              batch_size=batch_size or None, amp=amp, progress=not quiet)
+              batch_size=batch_size or None, amp=amp, strategy=strategy,
+              progress=False if quiet else None)
+
+
+@task(name="download-weights", help={
+    "model": "yolox_nano, yolox_tiny, yolox_s, yolox_m, yolox_l or yolox_x (default: the Exp's)",
+    "cache": "Folder for weights (default: $YFT_WEIGHTS or ~/.cache/yft/weights)",
+    "url": "Download from this URL instead of YOLOX's GitHub release",
+    "sha256": "Expected sha256 (default: the one recorded at the first download)"})
+@friendly
+def download_weights(c, model=None, cache=None, url=None, sha256=None):
+    """Fetch official COCO-pretrained YOLOX weights (resumable, checksummed) into a cache."""
+    from yft.train.weights import download_weights as fetch
+    path = fetch(model or _exp().model_name, cache, url, sha256)
+    print(f"{path}\nfinetune from it with: invoke train --ckpt {path}")
+
+
+@task(help={"exp": "Exp file", "ckpt": "Weights you will start from", "device": "auto, cpu, cuda, mps",
+            "batch_size": "Batch size to check (default: the Exp's)"})
+@friendly
+def check(c, exp=None, ckpt=None, device="auto", batch_size=0):
+    """The pre-training checklist: data, classes, device and memory, weights, an augmented batch PNG."""
+    from yft.device import pick_device
+    from yft.train.check import run_checks
+    if not run_checks(_exp(exp), pick_device(device), ckpt, batch_size or None):
+        raise Exit("error: the checklist found problems (see above)", code=1)
 
 
 # ---------------------------------------------------------------- evaluate

@@ -1,0 +1,202 @@
+"""Split one COCO file into train/val/test (or K folds), stratified over classes and aware of
+groups, and lay the images out in the COCO folders YOLOX reads.
+
+Stratification is iterative stratification (Sechidis, Tsoumakas and Vlahavas, 2011) over
+groups of images: the rarest class is placed first, each group goes to the split that still
+wants most of that class, so every split gets its share of every class even when images carry
+several classes. Groups come from `--group-by REGEX` on the file name (its first capture group,
+or the whole match): frames of one video or one capture session stay in one split. Negatives
+(images without boxes) are spread in proportion. The same seed gives the same split.
+"""
+
+import os
+import random
+import re
+import shutil
+from collections import Counter
+from pathlib import Path
+
+from yft.data.coco_io import write_json
+from yft.data.convert import load_coco
+from yft.project import UserError
+
+SPLITS = ("train", "val", "test")
+
+
+def groups_of(coco, group_by=None):
+    """{group key: [image index, ...]} in file-name order."""
+    pattern = None
+    if group_by:
+        try:
+            pattern = re.compile(group_by)
+        except re.error as err:
+            raise UserError(f"--group-by {group_by!r}: not a regular expression ({err})") from None
+    groups = {}
+    for n, image in enumerate(coco["images"]):
+        name = image["file_name"]
+        key = name
+        if pattern:
+            match = pattern.search(name)
+            if match:
+                key = "group:" + (match.group(1) if pattern.groups else match.group(0))
+        groups.setdefault(key, []).append(n)
+    return groups
+
+
+def stratify(group_labels, group_sizes, ratios, seed):
+    """Fold index for each group. group_labels: [Counter(label -> images with it)]."""
+    rng = random.Random(seed)
+    order = list(range(len(group_labels)))
+    rng.shuffle(order)
+    totals = Counter()
+    for labels in group_labels:
+        totals.update(labels)
+    total_images = sum(group_sizes)
+    want = [{label: r * count for label, count in totals.items()} for r in ratios]
+    want_images = [r * total_images for r in ratios]
+    fold = [None] * len(group_labels)
+    remaining = {label: [g for g in order if group_labels[g].get(label)] for label in totals}
+
+    def place(g, label):
+        best = max(range(len(ratios)), key=lambda f: (
+            want[f].get(label, 0) if label is not None else 0, want_images[f], rng.random()))
+        fold[g] = best
+        for lab, count in group_labels[g].items():
+            want[best][lab] -= count
+        want_images[best] -= group_sizes[g]
+
+    while True:
+        open_labels = {lab: [g for g in groups if fold[g] is None] for lab, groups in remaining.items()}
+        open_labels = {lab: gs for lab, gs in open_labels.items() if gs}
+        if not open_labels:
+            break
+        label = min(open_labels, key=lambda lab: (len(open_labels[lab]), str(lab)))
+        for g in open_labels[label]:
+            place(g, label)
+        remaining = open_labels
+    for g in order:  # negatives (groups without boxes)
+        if fold[g] is None:
+            place(g, None)
+    return fold
+
+
+def assign(coco, ratios, seed, group_by=None):
+    """Fold index for every image of a COCO file."""
+    groups = groups_of(coco, group_by)
+    labels_of = {}
+    for ann in coco["annotations"]:
+        labels_of.setdefault(ann["image_id"], set()).add(ann["category_id"])
+    keys = list(groups)
+    group_labels, sizes = [], []
+    for key in keys:
+        labels = Counter()
+        for n in groups[key]:
+            labels.update(labels_of.get(coco["images"][n]["id"], ()))
+        group_labels.append(labels)
+        sizes.append(len(groups[key]))
+    folds = stratify(group_labels, sizes, ratios, seed)
+    per_image = [None] * len(coco["images"])
+    for key, fold in zip(keys, folds):
+        for n in groups[key]:
+            per_image[n] = fold
+    return per_image
+
+
+def subset(coco, indices):
+    """A COCO dict with only these images (ids kept: they stay unique across the splits)."""
+    images = [coco["images"][n] for n in indices]
+    ids = {i["id"] for i in images}
+    return {"images": images, "annotations": [a for a in coco["annotations"] if a["image_id"] in ids],
+            "categories": coco["categories"]}
+
+
+def _link(src, dst, symlink):
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    if symlink:
+        os.symlink(os.path.abspath(src), dst)
+        return
+    try:
+        os.link(src, dst)
+    except OSError:
+        shutil.copy2(src, dst)
+
+
+def _check_empty(folder, force):
+    if folder.is_dir() and any(p.name != ".gitkeep" for p in folder.iterdir()) and not force:
+        raise UserError(f"{folder}: already holds files; pass --force to replace this split")
+
+
+def lay_out(out, parts, images, names, symlink=False, force=False):
+    """Write image folders and annotation files for {split: coco}; all or nothing."""
+    out = Path(out)
+    for split in parts:
+        _check_empty(out / names[split][0], force)
+    for split, coco in parts.items():
+        for image in coco["images"]:
+            if not (Path(images) / image["file_name"]).is_file():
+                raise UserError(f"{Path(images) / image['file_name']}: image not found")
+    out.mkdir(parents=True, exist_ok=True)
+    staging = out / ".split-staging"
+    shutil.rmtree(staging, ignore_errors=True)
+    try:
+        for split, coco in parts.items():
+            for image in coco["images"]:
+                _link(Path(images) / image["file_name"], staging / names[split][0] / image["file_name"], symlink)
+            (staging / names[split][0] / ".gitkeep").touch()
+        for split in parts:  # swap the staged folders in
+            folder, old = out / names[split][0], out / f".old-{names[split][0]}"
+            if folder.exists():
+                os.replace(folder, old)
+            os.replace(staging / names[split][0], folder)
+            shutil.rmtree(old, ignore_errors=True)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    written = []
+    for split, coco in parts.items():
+        path = out / "annotations" / names[split][1]
+        write_json(path, coco)
+        written.append(path)
+    return written
+
+
+def class_table(parts, categories):
+    """Per-split class counts as printable lines."""
+    names = {c["id"]: c["name"] for c in categories}
+    width = max([len(n) for n in names.values()] + [8])
+    lines = ["class".ljust(width) + "".join(f"{s:>9}" for s in parts)]
+    counts = {s: Counter(a["category_id"] for a in c["annotations"]) for s, c in parts.items()}
+    for cid, name in names.items():
+        if any(counts[s][cid] for s in parts):
+            lines.append(name.ljust(width) + "".join(f"{counts[s][cid]:>9}" for s in parts))
+    lines.append("images".ljust(width) + "".join(f"{len(c['images']):>9}" for c in parts.values()))
+    negatives = {s: len(c["images"]) - len({a["image_id"] for a in c["annotations"]}) for s, c in parts.items()}
+    lines.append("negatives".ljust(width) + "".join(f"{negatives[s]:>9}" for s in parts))
+    return lines
+
+
+def split_dataset(ann, images, out, ratios=(0.8, 0.1, 0.1), seed=0, group_by=None, kfold=0,
+                  symlink=False, force=False, folder_names=None):
+    """Split `ann` (a COCO file over the images in `images`) into out/train2017 ... or K folds.
+    Returns (written paths, printable lines)."""
+    coco = load_coco(ann)
+    if not Path(images).is_dir():
+        raise UserError(f"{images}: image folder not found")
+    folder_names = folder_names or {s: (f"{s}2017", f"instances_{s}2017.json") for s in SPLITS}
+    if kfold:
+        if kfold < 2:
+            raise UserError(f"--kfold {kfold}: needs at least 2 folds")
+        per_image = assign(coco, [1.0 / kfold] * kfold, seed, group_by)
+        written, lines = [], []
+        for k in range(kfold):
+            parts = {"train": subset(coco, [n for n, f in enumerate(per_image) if f != k]),
+                     "val": subset(coco, [n for n, f in enumerate(per_image) if f == k])}
+            written += lay_out(Path(out) / "folds" / f"fold_{k}", parts, images, folder_names, symlink, force)
+            lines += [f"fold {k}:"] + class_table(parts, coco["categories"])
+        return written, lines
+    if len(ratios) != 3 or any(r < 0 for r in ratios) or abs(sum(ratios) - 1) > 1e-6:
+        raise UserError(f"--train/--val/--test {tuple(ratios)}: fractions must be >= 0 and add up to 1")
+    per_image = assign(coco, list(ratios), seed, group_by)
+    parts = {s: subset(coco, [n for n, f in enumerate(per_image) if f == i])
+             for i, s in enumerate(SPLITS) if ratios[i] > 0}
+    written = lay_out(out, parts, images, folder_names, symlink, force)
+    return written, class_table(parts, coco["categories"])
