@@ -28,7 +28,7 @@ def test_perfect_detections_score_one_and_unlabelled_class_is_undefined():
     dets = [{"image_id": a["image_id"], "category_id": 1, "bbox": a["bbox"], "score": 0.9} for a in BOXES]
     m = coco_metrics(gt(BOXES), dets, NAMES, IDS)
     assert m["mAP50_95"] == 1.0 and m["mAP50"] == 1.0
-    assert m["per_class"]["a"] == {"AP50_95": 1.0, "AP50": 1.0, "num_gt": 2}
+    assert m["per_class"]["a"] == {"AP50_95": 1.0, "AP50": 1.0, "AP75": 1.0, "num_gt": 2}
     assert m["per_class"]["b"]["AP50_95"] is None  # no ground truth: undefined, not -1
     assert m["mAP_large"] is None  # no large boxes
     assert any("no ground truth" in note for note in m["notes"])

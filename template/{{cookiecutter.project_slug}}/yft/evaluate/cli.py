@@ -1,19 +1,45 @@
-"""`invoke eval`: evaluate a checkpoint (or ONNX model) on a split and write metrics.json."""
+"""The evaluate tasks: `invoke eval`, `robustness`, `compare`, `mine`, `drift`."""
 
-from yft.evaluate.run import evaluate_backend, format_table, write_report
+from pathlib import Path
+
+from yft.evaluate.run import evaluate_backend, format_table, latency_batch1, write_report
 from yft.inference import make_backend
-from yft.project import relative
+from yft.project import UserError, relative
 
 
-def run_eval(exp, device, ckpt, split, backend_name, batch_size):
+def check_split(split):
     if split not in ("val", "test"):
-        from yft.project import UserError
         raise UserError(f"--split {split}: use val or test")
+
+
+def run_eval(exp, device, ckpt, split, backend_name, batch_size, out=None, conf=None,
+             engine="auto", analysis=True, progress=True):
+    """Evaluate a checkpoint (or ONNX model) on a split; write one run folder:
+    metrics.json, detections.json, report.md and (with analysis) the figures."""
+    from yft.data.coco_io import check_split as check_files, image_dir
+    from yft.evaluate import report
+
+    check_split(split)
+    dataset = check_files(exp, split)
     backend, path = make_backend(exp, ckpt, backend_name, device)
-    metrics, results = evaluate_backend(backend, exp, split, device, batch_size)
+    metrics, results = evaluate_backend(backend, exp, split, device, batch_size, progress, engine)
     metrics["checkpoint"] = relative(path)
-    out = path.parent / f"eval_{split}_{backend_name}"
+    metrics["speed"]["latency_ms_batch1"] = latency_batch1(backend, exp, split, device)
+    out = Path(out) if out else path.parent / f"eval_{split}_{backend_name}"
+    if analysis:
+        metrics, matches, precision = report.analyse(
+            metrics, results, dataset, exp.class_names, exp.category_ids(), exp.class_mode, conf)
+        report.write_figures(metrics, matches, precision, exp.class_names, image_dir(exp, split), out)
+        metrics["files"] = dict(report.FILES)
+        if metrics["mAP50"] is None:
+            metrics["files"].pop("pr_curves")
+    from yft.data.coco_io import write_atomic
+    write_atomic(out / report.FILES["report"], report.markdown(metrics, f"Evaluation: {exp.exp_name}").encode("utf-8"))
     write_report(metrics, results, out)
     print(format_table(metrics))
-    print(f"metrics written to {relative(out / 'metrics.json')}")
+    op = metrics.get("operating_point", {}).get("iou50")
+    if op and op["conf"] is not None:
+        print(f"F1-best at IoU 0.5: conf {op['conf']}  precision {op['precision']:.3f}  "
+              f"recall {op['recall']:.3f}  F1 {op['f1']:.3f}")
+    print(f"metrics written to {relative(out / 'metrics.json')}, report {relative(out / 'report.md')}")
     return metrics
