@@ -41,7 +41,8 @@ class FinetuneExp(YoloxExp):
     def __init__(self):
         super().__init__()
         # ---------------- classes ---------------- #
-        # "fresh": only our classes; "keep_coco": COCO's 80 first, ours after them.
+        # "fresh": only our classes; "keep_coco": COCO's 80 first, ours after them;
+        # "replace": COCO's 80 with chosen slots renamed (see replace_coco_classes).
         self.class_mode = "fresh"
         # Class names in the order of the model's class outputs (the Exp file sets them).
         self.class_names = ()
@@ -55,7 +56,8 @@ class FinetuneExp(YoloxExp):
         self.data_num_workers = min(4, os.cpu_count() or 1)
         # Image folders inside data_dir, one per split (the COCO layout).
         self.train_name, self.val_name, self.test_name = "train2017", "val2017", "test2017"
-        # Multiscale training: each 10 iterations pick a size in input_size +- range*32 px.
+        # Multiscale training: each 10 iterations pick a size in input_size +- range*32 px
+        # (the range shrinks for small inputs to at most a quarter of the size).
         self.multiscale = True
 
         # ---------------- training ---------------- #
@@ -63,24 +65,86 @@ class FinetuneExp(YoloxExp):
         self.batch_size = 16
         # Finetuning starts lower than YOLOX's from-scratch 0.01/64: 1e-3 at batch 16.
         self.basic_lr_per_img = 1e-3 / 16
-        # Warmup from warmup_lr to the base LR over this many epochs, then cosine decay.
+        # Warmup from warmup_lr to the base LR: warmup_iters iterations when > 0, else
+        # warmup_epochs epochs (the guide suggests 500-1000 iterations).
         self.warmup_epochs = 3
+        self.warmup_iters = 0
+        # "yoloxwarmcos" (cosine to min_lr_ratio, flat in the no-aug tail) or "step".
+        self.scheduler = "yoloxwarmcos"
+        # step schedule: multiply the LR by lr_step_gamma at each of these epochs.
+        self.lr_step_epochs = ()
+        self.lr_step_gamma = 0.1
+        # Reduce on plateau: when val mAP has not improved for this many epochs, multiply the
+        # LR by plateau_factor (0 turns it off).
+        self.plateau_patience = 0
+        self.plateau_factor = 0.5
         self.max_epoch = 80
         # The last epochs train without mosaic/mixup and with the L1 box loss, as YOLOX does.
         self.no_aug_epochs = 10
+        # Stop when val mAP50:95 has not improved for this many epochs (0: never).
+        self.early_stop_patience = 15
+        # Gradient accumulation: optimiser steps every `accumulate` batches, so the effective
+        # batch is batch_size * accumulate (the LR follows the effective batch).
+        self.accumulate = 1
+        # Clip the gradient norm to this value (0: off). The norm is logged either way.
+        self.grad_clip = 0.0
         # Exponential moving average of the weights (evaluated and exported).
         self.ema = True
         self.ema_decay = 0.9998
-        # Validate every N epochs (the best checkpoint is chosen on val mAP50:95).
+
+        # ---------------- transfer learning ---------------- #
+        # full | head (backbone and neck frozen) | progressive (unfreeze on a schedule)
+        self.strategy = "full"
+        # progressive: (part, epoch) pairs; a part trains from that epoch on (0-based).
+        self.progressive_schedule = (("neck", 3), ("dark5", 6), ("dark4", 9), ("dark3", 12),
+                                     ("dark2", 15), ("stem", 15))
+        # Layer-wise learning rates: multipliers of the base LR per part of the network.
+        self.backbone_lr_mult = 1.0
+        self.neck_lr_mult = 1.0
+        self.head_lr_mult = 1.0
+
+        # ---------------- loss ---------------- #
+        # Weights of the loss parts (YOLOX's iou part already carries its factor 5).
+        self.iou_loss_weight = 1.0
+        self.obj_loss_weight = 1.0
+        self.cls_loss_weight = 1.0
+        self.l1_loss_weight = 1.0
+        # Label smoothing of the class targets (0.0-0.1; needs more than one class).
+        self.label_smoothing = 0.0
+        # Focal modulation of the objectness and class losses (0: plain BCE; 1.5-2 typical).
+        self.focal_gamma = 0.0
+        # Batched SimOTA assignment and loss (same results as YOLOX's, much faster); False
+        # uses YOLOX's own per-image implementation.
+        self.fast_loss = True
+
+        # ---------------- sampling and augmentation extras ---------------- #
+        # Repeat-factor sampling of images with rare classes (LVIS's t, e.g. 0.1; 0: off).
+        self.repeat_threshold = 0.0
+        # Copy-paste for small objects: chance per image, objects per paste, max object area
+        # as a fraction of the image.
+        self.copy_paste_prob = 0.0
+        self.copy_paste_max = 3
+        self.copy_paste_max_area = 0.05
+        # Image cache: None, "ram" or "disk" (keyed by input size).
+        self.cache = None
+
+        # ---------------- checkpoints and logging ---------------- #
+        # Validate every N epochs (best.pth is chosen on val mAP50:95; the last epoch always).
         self.eval_interval = 1
-        # Keep a checkpoint of every epoch besides last and best.
-        self.save_history_ckpt = False
+        # Keep epoch_N.pth every ckpt_interval epochs (0: only last and best), at most keep_last.
+        self.ckpt_interval = 10
+        self.keep_last = 3
         # Where runs go, relative to the project root.
         self.output_dir = "runs"
-        # Experiment tracker: tensorboard, mlflow, wandb or none.
+        # Experiment tracker: tensorboard, mlflow, wandb or none (a JSONL/CSV log is always written).
         self.tracker = "tensorboard"
+        # Log every N iterations.
+        self.log_interval = 10
         # Random seed for the data order and augmentation (None: a fresh one each run).
         self.seed = None
+        # Deterministic algorithms and single-process loading: bit-exact reruns and resumes
+        # (slower).
+        self.deterministic = False
 
         # ---------------- evaluation and deployment ---------------- #
         # Score threshold for mAP (low on purpose: AP integrates over all scores).
@@ -91,6 +155,24 @@ class FinetuneExp(YoloxExp):
         self.predict_conf = 0.3
         # ONNX opset for export.
         self.onnx_opset = 17
+        # Export parity check: validation images for the torch-vs-export mAP comparison
+        # (0: all) and the largest allowed mAP50:95 difference (0..1).
+        self.parity_images = 200
+        self.parity_map_tol = 0.005
+        # Most detections per image (per class with ONNX NonMaxSuppression) when NMS is in the graph.
+        self.deploy_max_det = 100
+        # Release gate (`invoke release`): every check must pass before a release folder is written.
+        # Minimum mAP50:95 on the test split (0..1).
+        self.release_min_map = 0.25
+        # Maximum end-to-end latency (ms, p50, pre- and post-processing included) on this backend
+        # (torch, onnx or trt) at this batch size.
+        self.release_max_latency_ms = 100.0
+        self.release_latency_backend = "onnx"
+        self.release_latency_batch = 1
+        # Maximum size of the deployed model file (MB; the ONNX model, or the weights without one).
+        self.release_max_model_mb = 100.0
+        # Require a robustness run (runs/<exp>/train/robustness/robustness.json) before release.
+        self.release_require_robustness = True
 
     # ------------------------------------------------------------------ derived values
     def set_architecture(self, model_name):
@@ -98,8 +180,20 @@ class FinetuneExp(YoloxExp):
         self.depth, self.width, self.depthwise, _ = ARCHITECTURES[model_name]
         self.model_name = model_name
 
+    def replace_coco_classes(self, mapping):
+        """Class mode "replace": COCO's 80 outputs, with chosen COCO slots renamed to our classes
+        (e.g. {"truck": "forklift"}); a replaced slot starts from the COCO class's weights."""
+        unknown = set(mapping) - set(COCO_CLASS_NAMES)
+        if unknown:
+            raise ValueError(f"not COCO class names: {sorted(unknown)}")
+        self.class_mode = "replace"
+        self.class_names = tuple(mapping.get(name, name) for name in COCO_CLASS_NAMES)
+        self.num_classes = 80
+
     def category_ids(self):
         """COCO category id of each class index (the order of `class_names`)."""
+        if self.class_mode == "replace":
+            return list(COCO_CATEGORY_IDS)
         if self.class_mode == "keep_coco":
             ours = len(self.class_names) - len(COCO_CATEGORY_IDS)
             return list(COCO_CATEGORY_IDS) + [91 + i for i in range(ours)]

@@ -73,4 +73,9 @@ def check_split(exp, split):
             f"{ann}: categories have ids {found[:10]}{'...' if len(found) > 10 else ''} but the Exp's "
             f"{len(exp.class_names)} classes need ids {expected[:10]}{'...' if len(expected) > 10 else ''}"
         )
+    names = [c["name"] for c in sorted(coco["categories"], key=lambda c: expected.index(c["id"]))]
+    if names != list(exp.class_names):
+        wrong = [(a, b) for a, b in zip(names, exp.class_names) if a != b][:3]
+        raise UserError(f"{ann}: category names differ from the Exp's class names, e.g. "
+                        + ", ".join(f"{a!r} vs {b!r}" for a, b in wrong))
     return coco

@@ -33,13 +33,18 @@ def coco_dataset(exp, split, img_size, preproc, cache=False):
 
 
 def build_train_dataset(exp, no_aug=False):
-    """Training images with YOLOX's mosaic, mixup, affine, HSV and flip augmentation."""
+    """Training images with YOLOX's mosaic, mixup, affine, HSV and flip augmentation, plus our
+    image cache and copy-paste (see yft.data.copy_paste)."""
     from yolox.data import MosaicDetection, TrainTransform
+
+    from yft.data.copy_paste import TrainSource
 
     base = coco_dataset(exp, "train", exp.input_size,
                         TrainTransform(max_labels=50, flip_prob=exp.flip_prob, hsv_prob=exp.hsv_prob))
+    source = TrainSource(base, cache=exp.cache, copy_paste_prob=exp.copy_paste_prob,
+                         copy_paste_max=exp.copy_paste_max, copy_paste_max_area=exp.copy_paste_max_area)
     return MosaicDetection(
-        base, mosaic=not no_aug, img_size=exp.input_size,
+        source, mosaic=not no_aug, img_size=exp.input_size,
         preproc=TrainTransform(max_labels=120, flip_prob=exp.flip_prob, hsv_prob=exp.hsv_prob),
         degrees=exp.degrees, translate=exp.translate, mosaic_scale=exp.mosaic_scale,
         mixup_scale=exp.mixup_scale, shear=exp.shear, enable_mixup=exp.enable_mixup,
@@ -56,16 +61,24 @@ def _seed_worker(base_seed):
     return init
 
 
-def build_train_loader(exp, batch_size, device, seed=0, rank=0, world_size=1, no_aug=False):
+def build_train_loader(exp, batch_size, device, seed=0, rank=0, world_size=1, no_aug=False,
+                       skip_batches=0):
     """An endless loader of (images, targets, img_info, ids); `len()` is one epoch of batches.
 
     batch_size is per process. `loader.close_mosaic()` switches to plain images for the final
-    epochs.
+    epochs. skip_batches: batches a previous run already consumed (resume continues the same
+    index stream). exp.repeat_threshold turns on repeat-factor sampling of rare classes.
     """
-    from yolox.data import DataLoader, InfiniteSampler, YoloBatchSampler
+    from yolox.data import DataLoader, YoloBatchSampler
+
+    from yft.train.sampling import TrainSampler, dataset_class_lists, repeat_factors
 
     dataset = build_train_dataset(exp, no_aug=no_aug)
-    sampler = InfiniteSampler(len(dataset), seed=seed, rank=rank, world_size=world_size)
+    factors = None
+    if exp.repeat_threshold:
+        factors = repeat_factors(dataset_class_lists(dataset._dataset), exp.repeat_threshold)
+    sampler = TrainSampler(len(dataset), seed=seed, rank=rank, world_size=world_size,
+                           factors=factors, skip=skip_batches * batch_size)
     batch_sampler = YoloBatchSampler(sampler=sampler, batch_size=batch_size, drop_last=False,
                                      mosaic=not no_aug)
     return DataLoader(

@@ -1,19 +1,29 @@
-"""Training hooks: each does one job and can be left out."""
+"""Training hooks: each does one job, can be left out, and keeps its own state for resume."""
 
+import csv
 import json
 import math
 import random
 import shutil
+import sys
 import time
 
+import numpy as np
+import torch
 from tqdm import tqdm
 
-from yft.data.coco_io import write_json
+from yft.data.coco_io import write_atomic, write_json
 from yft.project import UserError, relative
+from yft.train import distributed
 from yft.train.checkpoint import save_checkpoint
 from yft.train.trainer import HookBase
+from yft.train.transfer import apply_freeze, describe_trainable, frozen_units
 
 LOSS_KEYS = ("total_loss", "iou_loss", "conf_loss", "cls_loss", "l1_loss")
+
+
+def _pct(value):
+    return "n/a" if value is None else f"{100 * value:.2f}"
 
 
 class NoAugTail(HookBase):
@@ -24,13 +34,27 @@ class NoAugTail(HookBase):
         if t.epoch >= t.max_epoch - t.exp.no_aug_epochs and not t.model.head.use_l1:
             t.loader.close_mosaic()
             t.model.head.use_l1 = True
-            tqdm.write(f"epoch {t.epoch + 1}: mosaic and mixup off, L1 loss on")
+            if distributed.is_main():
+                tqdm.write(f"epoch {t.epoch + 1}: mosaic and mixup off, L1 loss on")
+
+
+class Freezer(HookBase):
+    """Applies the transfer strategy: what is frozen at each epoch, logged when it changes."""
+
+    def before_epoch(self):
+        t = self.trainer
+        units = frozen_units(t.exp, t.epoch)
+        if units != t.frozen_units or t.epoch == t.start_epoch:
+            t.set_frozen(units, apply_freeze(t.model, units))
+            if distributed.is_main():
+                tqdm.write(f"epoch {t.epoch + 1}: {describe_trainable(t.model, units)}")
 
 
 class Multiscale(HookBase):
-    """Every 10 iterations pick a new square-ish input size around exp.input_size."""
+    """Every 10 iterations pick a new input size around exp.input_size (same on every rank:
+    each rank draws from an identically seeded generator)."""
 
-    def __init__(self, seed=None, every=10):
+    def __init__(self, seed, every=10):
         self.rng, self.every = random.Random(seed), every
 
     def after_step(self):
@@ -38,58 +62,88 @@ class Multiscale(HookBase):
         if (t.iter + 1) % self.every or t.model.head.use_l1:  # fixed size in the no-aug tail
             return
         height, width = t.exp.input_size
-        low = max(1, height // 32 - t.exp.multiscale_range)
-        size = self.rng.randint(low, height // 32 + t.exp.multiscale_range)
-        t.input_size = (32 * size, 32 * max(1, int(size * width / height)))
+        base = height // 32
+        spread = min(t.exp.multiscale_range, max(1, base // 4))
+        size = self.rng.randint(max(1, base - spread), base + spread)
+        t.input_size = (32 * size, 32 * max(1, round(size * width / height)))
 
     def after_epoch(self):
         self.trainer.input_size = tuple(self.trainer.exp.input_size)
 
+    def state_dict(self):
+        return {"rng": self.rng.getstate()}
+
+    def load_state_dict(self, state):
+        version, internal, gauss = state["rng"]
+        self.rng.setstate((version, tuple(internal), gauss))
+
 
 class Progress(HookBase):
-    """A progress bar per epoch with loss parts, LR and the ETA of the whole run, and a summary
-    line per epoch (only the summary lines when bars=False)."""
+    """A progress bar per epoch (loss parts, LR, images/s, data time, ETA of the whole run) and a
+    summary line per epoch. Bars only on a terminal; logs get the summary lines."""
 
-    def __init__(self, bars=True):
-        self.bars = bars
+    def __init__(self, bars=None):
+        self.bars = sys.stderr.isatty() if bars is None else bars
 
     def before_train(self):
-        self.started, self.done = time.perf_counter(), 0
+        self.started, self.done, self.bar = time.perf_counter(), 0, None
 
     def before_epoch(self):
         t = self.trainer
         self.bar = tqdm(total=t.iters_per_epoch, desc=f"epoch {t.epoch + 1}/{t.max_epoch}",
                         dynamic_ncols=True, leave=False, disable=not self.bars)
 
+    def eta(self):
+        t = self.trainer
+        remaining = (t.max_epoch - t.epoch) * t.iters_per_epoch - (t.iter % t.iters_per_epoch) - 1
+        return time.strftime("%H:%M:%S", time.gmtime((time.perf_counter() - self.started) / max(1, self.done) * remaining))
+
     def after_step(self):
         t = self.trainer
         self.done += 1
-        remaining = (t.max_epoch - t.epoch) * t.iters_per_epoch - (t.iter % t.iters_per_epoch) - 1
-        eta = (time.perf_counter() - self.started) / self.done * remaining
         parts = {k.replace("_loss", ""): f"{t.losses[k]:.3f}" for k in LOSS_KEYS if k in t.losses}
-        self.bar.set_postfix(parts | {"lr": f"{t.lr:.2e}", "size": t.input_size[0],
-                                      "eta": time.strftime("%H:%M:%S", time.gmtime(eta))})
+        self.bar.set_postfix(parts | {"lr": f"{t.lr:.2e}", "img/s": f"{t.images_per_s:.1f}",
+                                      "data": f"{t.data_time:.2f}s", "size": t.input_size[0],
+                                      "eta": self.eta()})
         self.bar.update()
 
     def after_epoch(self):
         self.bar.close()
         t = self.trainer
-        line = f"epoch {t.epoch + 1}/{t.max_epoch}  loss {t.losses.get('total_loss', math.nan):.3f}"
+        line = (f"epoch {t.epoch + 1}/{t.max_epoch}  loss {t.losses.get('total_loss', math.nan):.3f}  "
+                f"lr {t.lr:.2e}  {t.images_per_s:.1f} img/s")
         if t.metrics and t.metrics.get("epoch") == t.epoch + 1:
             line += f"  val mAP50:95 {_pct(t.metrics['mAP50_95'])}  mAP50 {_pct(t.metrics['mAP50'])}"
-        tqdm.write(line)
+        tqdm.write(line + f"  eta {self.eta()}")
 
     def after_train(self):
-        if getattr(self, "bar", None) is not None:
+        if self.bar is not None:
             self.bar.close()
 
 
-def _pct(value):
-    return "n/a" if value is None else f"{100 * value:.2f}"
+def rng_states():
+    """Every random generator training uses, as plain types torch.load(weights_only=True) accepts."""
+    name, keys, pos, has_gauss, cached = np.random.get_state()
+    states = {"python": random.getstate(), "numpy": [name, keys.tolist(), pos, has_gauss, cached],
+              "torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        states["cuda"] = torch.cuda.get_rng_state_all()
+    return states
+
+
+def restore_rng_states(states):
+    version, internal, gauss = states["python"]
+    random.setstate((version, tuple(internal), gauss))
+    name, keys, pos, has_gauss, cached = states["numpy"]
+    np.random.set_state((name, np.array(keys, dtype=np.uint32), pos, has_gauss, cached))
+    torch.set_rng_state(states["torch"])
+    if "cuda" in states and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(states["cuda"])
 
 
 class Checkpointer(HookBase):
-    """last.pth after every epoch (plus epoch_N.pth when exp.save_history_ckpt)."""
+    """last.pth after every epoch; epoch_N.pth every exp.ckpt_interval epochs, keeping the
+    newest exp.keep_last. Each holds everything an exact resume needs, as plain types."""
 
     def __init__(self, out_dir):
         self.out_dir = out_dir
@@ -104,24 +158,32 @@ class Checkpointer(HookBase):
             "scaler": t.scaler.state_dict(),
             "ema_updates": t.ema.updates if t.ema is not None else 0,
             "epoch": t.epoch + 1,  # the next epoch to run
-            "iteration": t.iter,
+            "iteration": t.iter,  # batches consumed so far
             "best_ap": float(t.best_ap),
+            "lr_scale": float(t.schedule.scale),
+            "rng": rng_states(),
+            "hooks": {type(h).__name__: h.state_dict() for h in t.hooks if hasattr(h, "state_dict")},
             "class_names": list(t.exp.class_names),
             "input_size": list(t.exp.input_size),
             "exp_name": t.exp.exp_name,
         }
 
     def after_epoch(self):
+        t = self.trainer
         save_checkpoint(self.out_dir / "last.pth", self.state())
-        if self.trainer.exp.save_history_ckpt:
-            shutil.copyfile(self.out_dir / "last.pth", self.out_dir / f"epoch_{self.trainer.epoch + 1}.pth")
+        epoch = t.epoch + 1
+        if t.exp.ckpt_interval and epoch % t.exp.ckpt_interval == 0:
+            shutil.copyfile(self.out_dir / "last.pth", self.out_dir / f"epoch_{epoch}.pth")
+            kept = sorted(self.out_dir.glob("epoch_*.pth"), key=lambda p: int(p.stem.split("_")[1]))
+            for old in kept[: max(0, len(kept) - t.exp.keep_last)]:
+                old.unlink()
 
 
 class Evaluator(HookBase):
-    """Validate the EMA weights every `exp.eval_interval` epochs and on the last one; keep best.pth.
+    """Validate the EMA weights every exp.eval_interval epochs and on the last one; keep best.pth.
 
-    Runs after the Checkpointer, so last.pth exists even if validation fails, and best.pth is
-    a copy of the very checkpoint that scored best.
+    Runs after the Checkpointer, so last.pth exists even if validation fails, and best.pth is a
+    copy of the very checkpoint that scored best.
     """
 
     def __init__(self, evaluate, out_dir):
@@ -132,9 +194,8 @@ class Evaluator(HookBase):
         epoch = t.epoch + 1
         if epoch % t.exp.eval_interval and epoch != t.max_epoch:
             return
-        model = t.ema.ema if t.ema is not None else t.model
-        metrics = self.evaluate(model)
-        t.model.train()
+        metrics = self.evaluate(t.ema.ema if t.ema is not None else t.model)
+        t.train_mode()
         metrics["epoch"] = epoch
         t.metrics = metrics
         ap = metrics["mAP50_95"] or 0.0
@@ -146,6 +207,163 @@ class Evaluator(HookBase):
                             | {"loss": t.losses.get("total_loss"), "lr": t.lr})
         write_json(self.out_dir / "history.json", self.history, indent=1)
 
+    def state_dict(self):
+        return {"history": self.history}
+
+    def load_state_dict(self, state):
+        self.history = list(state["history"])
+
+
+class EarlyStopping(HookBase):
+    """Stop when val mAP50:95 has not improved for exp.early_stop_patience evaluated epochs."""
+
+    def __init__(self, patience):
+        self.patience, self.best, self.bad = patience, -1.0, 0
+
+    def after_epoch(self):
+        t = self.trainer
+        if not distributed.is_main() or not t.metrics or t.metrics["epoch"] != t.epoch + 1:
+            return
+        ap = t.metrics["mAP50_95"] or 0.0
+        if ap > self.best:
+            self.best, self.bad = ap, 0
+            return
+        self.bad += 1
+        if self.bad >= self.patience:
+            t.should_stop = True
+            tqdm.write(f"early stop: val mAP50:95 has not improved for {self.bad} evaluations "
+                       f"(best {_pct(self.best)})")
+
+    def state_dict(self):
+        return {"best": self.best, "bad": self.bad}
+
+    def load_state_dict(self, state):
+        self.best, self.bad = state["best"], state["bad"]
+
+
+class PlateauLR(HookBase):
+    """Multiply the LR by exp.plateau_factor when val mAP stalls for exp.plateau_patience epochs."""
+
+    def __init__(self, patience, factor):
+        self.patience, self.factor, self.best, self.bad = patience, factor, -1.0, 0
+
+    def after_epoch(self):
+        t = self.trainer
+        if distributed.is_main() and t.metrics and t.metrics["epoch"] == t.epoch + 1:
+            ap = t.metrics["mAP50_95"] or 0.0
+            if ap > self.best:
+                self.best, self.bad = ap, 0
+            else:
+                self.bad += 1
+                if self.bad >= self.patience:
+                    t.schedule.scale *= self.factor
+                    self.bad = 0
+                    tqdm.write(f"val mAP plateaued: LR scale now {t.schedule.scale:g}")
+        t.schedule.scale = distributed.broadcast_float(t.schedule.scale, t.device)
+
+    def state_dict(self):
+        return {"best": self.best, "bad": self.bad}
+
+    def load_state_dict(self, state):
+        self.best, self.bad = state["best"], state["bad"]
+
+
+def memory_mb(device):
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**20
+    import psutil
+    return psutil.Process().memory_info().rss / 2**20
+
+
+class MetricsLog(HookBase):
+    """Always-on logs beside the checkpoints: train_log.jsonl (every exp.log_interval batches and
+    every epoch: losses, LR per group, gradient norm, images/s, data time, memory) and
+    epochs.csv (one row per epoch), whatever tracker is chosen."""
+
+    FIELDS = ("epoch", "iteration", "loss", "iou_loss", "conf_loss", "cls_loss", "l1_loss", "lr",
+              "grad_norm", "images_per_s", "mAP50_95", "mAP50", "mAP75")
+
+    def __init__(self, out_dir):
+        self.out_dir = out_dir
+
+    def _write(self, record):
+        with open(self.out_dir / "train_log.jsonl", "a", encoding="utf-8") as f:
+            f.write(json.dumps(record) + "\n")
+
+    def after_step(self):
+        t = self.trainer
+        if (t.iter + 1) % t.exp.log_interval:
+            return
+        self._write({"type": "step", "epoch": t.epoch + 1, "iteration": t.iter + 1, **t.losses,
+                     "lr": {g.get("name", str(i)): g["lr"] for i, g in enumerate(t.optimizer.param_groups)},
+                     "grad_norm": t.grad_norm, "images_per_s": round(t.images_per_s, 2),
+                     "data_time": round(t.data_time, 4), "step_time": round(t.step_time, 4),
+                     "memory_mb": round(memory_mb(t.device), 1), "input_size": t.input_size[0]})
+
+    def after_epoch(self):
+        t = self.trainer
+        metrics = t.metrics if t.metrics and t.metrics.get("epoch") == t.epoch + 1 else {}
+        row = {"epoch": t.epoch + 1, "iteration": t.iter, "loss": t.losses.get("total_loss"),
+               **{k: t.losses.get(k) for k in LOSS_KEYS[1:]}, "lr": t.lr, "grad_norm": t.grad_norm,
+               "images_per_s": round(t.images_per_s, 2),
+               **{k: metrics.get(k) for k in ("mAP50_95", "mAP50", "mAP75")}}
+        self._write({"type": "epoch", **row})
+        path = self.out_dir / "epochs.csv"
+        new = not path.is_file()
+        with open(path, "a", newline="", encoding="utf-8") as f:
+            writer = csv.DictWriter(f, fieldnames=self.FIELDS)
+            if new:
+                writer.writeheader()
+            writer.writerow(row)
+
+
+class CurvePlot(HookBase):
+    """training_curves.png at the end: loss parts per iteration, val mAP and LR per epoch."""
+
+    def __init__(self, out_dir):
+        self.out_dir = out_dir
+
+    def after_train(self):
+        path = self.out_dir / "train_log.jsonl"
+        if not path.is_file():
+            return
+        records = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line]
+        try:
+            plot_curves(records, self.out_dir / "training_curves.png")
+        except ImportError:
+            tqdm.write("matplotlib is not installed: no training_curves.png (pip install matplotlib)")
+
+
+def plot_curves(records, target):
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    steps = [r for r in records if r["type"] == "step"]
+    epochs = [r for r in records if r["type"] == "epoch"]
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4))
+    for key in LOSS_KEYS:
+        xs = [r["iteration"] for r in steps if key in r]
+        if xs:
+            axes[0].plot(xs, [r[key] for r in steps if key in r], label=key.replace("_loss", ""))
+    axes[0].set(title="training loss", xlabel="iteration")
+    for key in ("mAP50_95", "mAP50"):
+        pts = [(r["epoch"], r[key]) for r in epochs if r.get(key) is not None]
+        if pts:
+            axes[1].plot(*zip(*pts), marker="o", label=key)
+    axes[1].set(title="validation", xlabel="epoch")
+    for ax in axes[:2]:
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend()
+    axes[2].plot([r["epoch"] for r in epochs], [r["lr"] for r in epochs])
+    axes[2].set(title="learning rate", xlabel="epoch")
+    fig.tight_layout()
+    import io
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=100)
+    plt.close(fig)
+    write_atomic(target, buffer.getvalue())
+
 
 class Tracker(HookBase):
     """Send losses, LR and validation metrics to tensorboard, mlflow or wandb."""
@@ -153,8 +371,8 @@ class Tracker(HookBase):
     INSTALL = {"tensorboard": "pip install tensorboard", "mlflow": "pip install -e '.[mlflow]'",
                "wandb": "pip install -e '.[wandb]'"}
 
-    def __init__(self, kind, out_dir, every=10):
-        self.kind, self.out_dir, self.every = kind, out_dir, every
+    def __init__(self, kind, out_dir):
+        self.kind, self.out_dir, self.active = kind, out_dir, False
 
     def before_train(self):
         t = self.trainer
@@ -173,6 +391,8 @@ class Tracker(HookBase):
             elif self.kind == "wandb":
                 import wandb
                 wandb.init(project=t.exp.exp_name, dir=str(self.out_dir), config=config)
+            else:
+                raise UserError(f"tracker {self.kind!r}: use tensorboard, mlflow, wandb or none")
         except ImportError:
             raise UserError(f"tracker {self.kind!r} is not installed: {self.INSTALL[self.kind]} "
                             "(or set tracker = \"none\" in the Exp)") from None
@@ -192,8 +412,11 @@ class Tracker(HookBase):
 
     def after_step(self):
         t = self.trainer
-        if (t.iter + 1) % self.every == 0:
-            values = {f"train/{k}": v for k, v in t.losses.items()} | {"train/lr": t.lr}
+        if (t.iter + 1) % t.exp.log_interval == 0:
+            values = {f"train/{k}": v for k, v in t.losses.items()}
+            values |= {f"lr/{g.get('name', i)}": g["lr"] for i, g in enumerate(t.optimizer.param_groups)}
+            values |= {"train/grad_norm": t.grad_norm, "speed/images_per_s": t.images_per_s,
+                       "speed/data_time": t.data_time}
             self._log(values, t.iter + 1)
 
     def after_epoch(self):
@@ -203,7 +426,7 @@ class Tracker(HookBase):
                        if t.metrics[k] is not None}, t.iter)
 
     def after_train(self):
-        if not getattr(self, "active", False):
+        if not self.active:
             return
         if self.kind == "tensorboard":
             self.writer.close()

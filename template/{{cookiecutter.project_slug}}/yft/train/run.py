@@ -2,11 +2,13 @@
 
     invoke train                       # all epochs of the Exp, best device found
     invoke train --device cpu --smoke  # a few iterations at a tiny size: does everything run?
-    invoke train --ckpt yolox_s.pth    # start from pretrained weights (the 80-class head is skipped)
-    invoke train --resume              # continue runs/<exp>/train/last.pth
+    invoke train --ckpt yolox_s.pth    # finetune pretrained weights (see `invoke download-weights`)
+    invoke train --strategy head       # only the head trains (little data)
+    invoke train --resume              # continue runs/<exp>/train/last.pth exactly
+    invoke train --devices 4           # 4 GPUs (or CPU processes) via torchrun / DDP
 
-The learning rate follows the linear scaling rule: lr = exp.basic_lr_per_img * batch size,
-warmed up over exp.warmup_epochs, then cosine-decayed (YOLOX's yoloxwarmcos schedule).
+The learning rate follows the linear scaling rule: lr = exp.basic_lr_per_img * batch size *
+accumulate, warmed up, then cosine-decayed (or stepped); see yft.train.optim.
 """
 
 import random
@@ -14,40 +16,27 @@ import time
 
 import numpy as np
 import torch
-import torch.nn as nn
 from tqdm import tqdm
 
-from yft.device import describe
 from yft.data.coco_io import check_split
 from yft.data.loaders import build_train_loader
+from yft.device import describe
 from yft.evaluate.run import evaluate_backend
 from yft.inference import TorchBackend
 from yft.project import UserError, relative, run_dir
-from yft.train import hooks
+from yft.train import distributed, hooks
 from yft.train.checkpoint import load_checkpoint, load_weights
+from yft.train.loss_shaping import install_loss_shaping
+from yft.train.optim import LRSchedule, build_optimizer, set_lr
 from yft.train.trainer import Trainer
+from yft.train.transfer import STRATEGIES, load_pretrained
+from yft.train.weights import backup_weights
 
 # A smoke run proves the whole pipeline runs, not that it learns: tiny inputs, few steps.
 SMOKE_SETTINGS = {"input_size": (128, 128), "test_size": (128, 128), "max_epoch": 2,
                   "warmup_epochs": 1, "no_aug_epochs": 1, "multiscale": False,
-                  "data_num_workers": 0}
+                  "data_num_workers": 0, "early_stop_patience": 0}
 SMOKE_ITERS_PER_EPOCH = 3
-
-
-def build_optimizer(model, exp):
-    """SGD with Nesterov momentum; weight decay on conv/linear weights only (not BN, not biases)."""
-    decay, no_decay = [], []
-    for module in model.modules():
-        for name, param in module.named_parameters(recurse=False):
-            if not param.requires_grad:
-                continue
-            if name == "weight" and not isinstance(module, nn.modules.batchnorm._BatchNorm):
-                decay.append(param)
-            else:
-                no_decay.append(param)
-    return torch.optim.SGD([{"params": no_decay, "weight_decay": 0.0},
-                            {"params": decay, "weight_decay": exp.weight_decay}],
-                           lr=exp.warmup_lr, momentum=exp.momentum, nesterov=True)
 
 
 def seed_everything(seed):
@@ -56,85 +45,145 @@ def seed_everything(seed):
     torch.manual_seed(seed)
 
 
-def train(exp, device, ckpt=None, resume=False, smoke=False, batch_size=None, amp=None,
-          out_dir=None, progress=True):
-    """Train and return the run folder (last.pth, best.pth, history.json, metrics).
+def log(message):
+    if distributed.is_main():
+        tqdm.write(message)
 
-    progress=False drops the progress bars and keeps one summary line per epoch.
+
+def train(exp, device, ckpt=None, resume=False, smoke=False, batch_size=None, amp=None,
+          out_dir=None, progress=None, strategy=None, max_iters_per_epoch=None, extra_hooks=()):
+    """Train and return the run folder (last.pth, best.pth, logs, curves).
+
+    progress: True/False forces progress bars on/off (default: only on a terminal).
+    max_iters_per_epoch: cap the batches per epoch (smoke runs and tests).
+    extra_hooks: more hooks, run after the built-in ones.
     """
     if smoke:
         for key, value in SMOKE_SETTINGS.items():
             setattr(exp, key, value)
+        max_iters_per_epoch = max_iters_per_epoch or SMOKE_ITERS_PER_EPOCH
+    if strategy:
+        exp.strategy = strategy
+    if exp.strategy not in STRATEGIES:
+        raise UserError(f"strategy {exp.strategy!r}: use one of {', '.join(STRATEGIES)}")
+    device = distributed.init(device)
+    world, rank = distributed.world_size(), distributed.rank()
     batch_size = int(batch_size or exp.batch_size)
+    if batch_size % world:
+        raise UserError(f"batch size {batch_size} does not split evenly over {world} processes")
     out_dir = out_dir or run_dir(exp, "smoke" if smoke else "train")
     out_dir.mkdir(parents=True, exist_ok=True)
-    seed = exp.seed if exp.seed is not None else random.randrange(2**31)
-    seed_everything(seed)
-    amp_dtype = {None: None, "fp16": torch.float16, "bf16": torch.bfloat16}[amp]
-    if amp_dtype is torch.float16 and device.type != "cuda":
-        raise UserError("--amp fp16 needs a CUDA GPU; use --amp bf16 or no --amp on this device")
-    tqdm.write(f"device {describe(device)}, batch {batch_size}, {exp.max_epoch} epochs, "
-               f"input {exp.input_size[0]}x{exp.input_size[1]}, seed {seed}")
 
-    tqdm.write("loading data")
-    check_split(exp, "train")
-    check_split(exp, "val")  # fail now, not after the first epoch
-    loader = build_train_loader(exp, batch_size, device, seed=seed)
-    iters_per_epoch = SMOKE_ITERS_PER_EPOCH if smoke else len(loader)
-
-    tqdm.write(f"creating model {exp.model_name} with {exp.num_classes} classes")
-    model = exp.get_model()
-    start_epoch, iteration, best_ap, state = 0, 0, 0.0, None
+    state = None
     if resume:
         resume_path = out_dir / "last.pth" if resume is True else resume
         state = load_checkpoint(resume_path)
+    seed = exp.seed if exp.seed is not None else random.randrange(2**31)
+    seed = int(distributed.broadcast_float(seed, device))  # every rank draws the same stream
+    if exp.deterministic:
+        torch.use_deterministic_algorithms(True, warn_only=True)
+        exp.data_num_workers = 0
+    seed_everything(seed + rank)
+    amp_dtype = {None: None, "fp16": torch.float16, "bf16": torch.bfloat16}.get(amp, "bad")
+    if amp_dtype == "bad":
+        raise UserError(f"--amp {amp}: use fp16 or bf16")
+    if amp_dtype is torch.float16 and device.type != "cuda":
+        raise UserError("--amp fp16 needs a CUDA GPU; use --amp bf16 or no --amp on this device")
+    log(f"device {describe(device)} x {world}, batch {batch_size} (x{exp.accumulate} accumulated), "
+        f"{exp.max_epoch} epochs, input {exp.input_size[0]}x{exp.input_size[1]}, "
+        f"strategy {exp.strategy}, seed {seed}")
+
+    log("loading data")
+    check_split(exp, "train")
+    check_split(exp, "val")  # fail now, not after the first epoch
+    skip = state["iteration"] if state else 0
+    loader = build_train_loader(exp, batch_size // world, device, seed=seed, rank=rank,
+                                world_size=world, skip_batches=skip)
+    iters_per_epoch = min(len(loader), max_iters_per_epoch or len(loader))
+
+    log(f"creating model {exp.model_name} with {exp.num_classes} classes")
+    model = exp.get_model()
+    if install_loss_shaping(model, exp):
+        log(f"loss shaping: label smoothing {exp.label_smoothing}, focal gamma {exp.focal_gamma}")
+    if state is not None:
         load_weights(model, {"model": state["train_model"]})
-        start_epoch, iteration, best_ap = state["epoch"], state["iteration"], state["best_ap"]
-        tqdm.write(f"resuming {relative(resume_path)} at epoch {start_epoch + 1}")
+        log(f"resuming {relative(resume_path)} at epoch {state['epoch'] + 1}")
     elif ckpt:
-        report = load_weights(model, load_checkpoint(ckpt))
-        tqdm.write(f"weights from {ckpt}: {report.summary()}")
+        report = load_pretrained(model, exp, load_checkpoint(ckpt), log)
+        log(f"weights from {ckpt}: {report.summary()}")
         if not report.loaded:
             raise UserError(f"{ckpt}: no tensor matched the model (is it a {exp.model_name} checkpoint?)")
+        if distributed.is_main():
+            log(f"kept a copy of the starting weights: {relative(backup_weights(ckpt, out_dir))}")
     model.to(device)
+    distributed.broadcast_model(model)
 
     optimizer = build_optimizer(model, exp)
-    scheduler = exp.get_lr_scheduler(exp.basic_lr_per_img * batch_size, iters_per_epoch)
+    schedule = LRSchedule(exp, exp.basic_lr_per_img * batch_size * max(1, exp.accumulate), iters_per_epoch)
     ema = None
     if exp.ema:
         from yolox.utils import ModelEMA
         ema = ModelEMA(model, exp.ema_decay)
-    trainer = Trainer(exp, model, optimizer, scheduler, loader, device, iters_per_epoch,
+    trainer = Trainer(exp, model, optimizer, schedule, loader, device, iters_per_epoch,
                       ema=ema, amp_dtype=amp_dtype)
-    if state is not None:
-        optimizer.load_state_dict(state["optimizer"])
-        trainer.scaler.load_state_dict(state["scaler"])
-        if ema is not None:
-            load_weights(ema.ema, state)
-            ema.updates = state["ema_updates"]
-        trainer.start_epoch, trainer.iter, trainer.best_ap = start_epoch, iteration, best_ap
-    trainer.lr = scheduler.update_lr(trainer.iter)
-    for group in optimizer.param_groups:
-        group["lr"] = trainer.lr
 
     def validate(eval_model):
         metrics, _ = evaluate_backend(TorchBackend(eval_model, device), exp, "val", device,
-                                      batch_size=batch_size, progress=False)
+                                      batch_size=max(1, batch_size // world), progress=False)
         return metrics
 
+    main = distributed.is_main()
     trainer.register_hooks([
+        hooks.Freezer(),
         hooks.NoAugTail(),
         hooks.Multiscale(seed) if exp.multiscale else None,
-        hooks.Checkpointer(out_dir),
-        hooks.Evaluator(validate, out_dir),  # after the Checkpointer: best.pth copies last.pth
-        hooks.Tracker(exp.tracker, out_dir) if exp.tracker != "none" else None,
-        hooks.Progress(bars=progress),
+        hooks.Checkpointer(out_dir) if main else None,
+        hooks.Evaluator(validate, out_dir) if main else None,  # after the Checkpointer: best.pth copies last.pth
+        hooks.EarlyStopping(exp.early_stop_patience) if exp.early_stop_patience else None,
+        hooks.PlateauLR(exp.plateau_patience, exp.plateau_factor) if exp.plateau_patience else None,
+        hooks.MetricsLog(out_dir) if main else None,
+        hooks.Tracker(exp.tracker, out_dir) if main and exp.tracker != "none" else None,
+        hooks.CurvePlot(out_dir) if main else None,
+        hooks.Progress(progress) if main else None,
+        *extra_hooks,
     ])
-    tqdm.write(f"training: {iters_per_epoch} iterations per epoch, output in {relative(out_dir)}")
+    if state is not None:
+        restore_state(trainer, state)
+    trainer.lr = schedule(trainer.iter)
+    set_lr(optimizer, trainer.lr)
+
+    log(f"training: {iters_per_epoch} iterations per epoch, output in {relative(out_dir)}")
     started = time.perf_counter()
-    trainer.train()
+    try:
+        trainer.train()
+        if world > 1:  # a cheap guard against silent divergence between ranks
+            disagreement = distributed.weights_disagreement(model, device)
+            log(f"DDP check: {world} ranks agree on the weights (max difference {disagreement:.3g})"
+                if disagreement == 0 else f"DDP check: ranks DISAGREE on the weights by {disagreement:.3g}")
+    except torch.OutOfMemoryError:
+        raise UserError(f"out of memory at batch size {batch_size}: try --batch-size {max(1, batch_size // 2)} "
+                        f"--set accumulate={2 * max(1, exp.accumulate)} (same effective batch), or --amp") from None
+    finally:
+        distributed.shutdown()
     minutes = (time.perf_counter() - started) / 60
-    best = "n/a" if not trainer.metrics else f"{100 * trainer.best_ap:.2f}"
-    tqdm.write(f"done in {minutes:.1f} min; best val mAP50:95 {best}; "
-               f"checkpoints {relative(out_dir / 'best.pth')}, {relative(out_dir / 'last.pth')}")
+    best = "n/a" if trainer.metrics is None and not trainer.best_ap else f"{100 * trainer.best_ap:.2f}"
+    log(f"done in {minutes:.1f} min; best val mAP50:95 {best}; "
+        f"checkpoints {relative(out_dir / 'best.pth')}, {relative(out_dir / 'last.pth')}")
     return out_dir
+
+
+def restore_state(trainer, state):
+    """Everything an exact resume needs, from a Checkpointer state."""
+    trainer.optimizer.load_state_dict(state["optimizer"])
+    trainer.scaler.load_state_dict(state["scaler"])
+    if trainer.ema is not None:
+        load_weights(trainer.ema.ema, state)
+        trainer.ema.updates = state["ema_updates"]
+    trainer.start_epoch, trainer.iter, trainer.best_ap = state["epoch"], state["iteration"], state["best_ap"]
+    trainer.schedule.scale = state.get("lr_scale", 1.0)
+    for hook in trainer.hooks:
+        saved = state.get("hooks", {}).get(type(hook).__name__)
+        if saved is not None and hasattr(hook, "load_state_dict"):
+            hook.load_state_dict(saved)
+    if distributed.world_size() == 1:  # with several ranks each has its own streams
+        hooks.restore_rng_states(state["rng"])

@@ -1,10 +1,16 @@
 """A small training loop; everything else (checkpoints, validation, logging) is a hook.
 
 The loop knows nothing about CUDA: the device is an argument, mixed precision is a flag, and
-the same code runs on a laptop CPU, an Apple GPU or an NVIDIA GPU.
+the same code runs on a laptop CPU, an Apple GPU, an NVIDIA GPU or many of them (DDP).
 """
 
+import time
+
 import torch
+from torch.nn.parallel import DistributedDataParallel
+
+from yft.train import distributed
+from yft.train.optim import set_lr
 
 
 class HookBase:
@@ -18,9 +24,11 @@ class HookBase:
                 trainer.run_step()
                 hook.after_step()
             hook.after_epoch()
+            stop if any hook set trainer.should_stop (agreed across ranks)
         hook.after_train()          # also when training fails
 
-    A hook reads the trainer's public state (epoch, iter, losses, lr, model, ema, metrics ...).
+    A hook reads the trainer's public state (see Trainer). Hooks that keep state across a
+    resume implement state_dict() / load_state_dict(); the Checkpointer stores them by class name.
     """
 
     trainer = None
@@ -36,14 +44,16 @@ class HookBase:
 class Trainer:
     """Runs the optimisation; hooks do the rest.
 
-    Public state hooks may read: epoch, iter (global, 0-based), max_epoch, iters_per_epoch,
-    input_size (current multiscale size), losses (dict of floats of the last step), lr,
-    metrics (dict of the last validation, or None), best_ap, model, ema, optimizer.
+    Public state hooks may read: epoch (0-based), iter (global, 0-based, counts batches),
+    max_epoch, iters_per_epoch, input_size (current multiscale size), losses (floats of the
+    last batch), lr (base LR), grad_norm, data_time / step_time (seconds, last batch),
+    images_per_s, metrics (last validation or None), best_ap, should_stop, model (unwrapped),
+    ema, optimizer, scaler, schedule, frozen_units.
     """
 
-    def __init__(self, exp, model, optimizer, scheduler, loader, device, iters_per_epoch,
+    def __init__(self, exp, model, optimizer, schedule, loader, device, iters_per_epoch,
                  ema=None, amp_dtype=None):
-        self.exp, self.model, self.optimizer, self.scheduler = exp, model, optimizer, scheduler
+        self.exp, self.model, self.optimizer, self.schedule = exp, model, optimizer, schedule
         self.loader, self.device, self.ema = loader, device, ema
         self.iters_per_epoch, self.max_epoch = iters_per_epoch, exp.max_epoch
         self.amp_dtype = amp_dtype
@@ -51,23 +61,44 @@ class Trainer:
         self.scaler = torch.amp.GradScaler(device.type, enabled=amp_dtype == torch.float16)
         self.input_size = tuple(exp.input_size)
         self.epoch, self.iter, self.start_epoch = 0, 0, 0
-        self.losses, self.lr, self.metrics, self.best_ap = {}, 0.0, None, 0.0
-        self._hooks = []
+        self.losses, self.lr, self.grad_norm, self.metrics, self.best_ap = {}, 0.0, 0.0, None, 0.0
+        self.data_time = self.step_time = self.images_per_s = 0.0
+        self.should_stop = False
+        self.frozen_units, self.frozen_modules = [], []
+        self.hooks = []
         self._data = None
+        self.wrapped = model  # the DDP wrapper when distributed, else the model itself
 
     def register_hooks(self, hooks):
         """Add hooks in call order; None entries are dropped (so `Hook() if flag else None` works)."""
         for hook in hooks:
             if hook is not None:
                 hook.trainer = self
-                self._hooks.append(hook)
+                self.hooks.append(hook)
 
     def _call(self, name):
-        for hook in self._hooks:
+        for hook in self.hooks:
             getattr(hook, name)()
 
-    def train(self):
+    # ------------------------------------------------------------------ modes
+    def train_mode(self):
+        """model.train(), except frozen parts keep BatchNorm in eval (statistics stay pretrained)."""
         self.model.train()
+        for module in self.frozen_modules:
+            module.eval()
+
+    def set_frozen(self, units, frozen_modules):
+        """Record what is frozen; under DDP re-wrap, since DDP fixes its parameters at wrap time."""
+        self.frozen_units, self.frozen_modules = list(units), list(frozen_modules)
+        if distributed.world_size() > 1:
+            device_ids = [self.device.index] if self.device.type == "cuda" else None
+            self.wrapped = DistributedDataParallel(self.model, device_ids=device_ids,
+                                                   find_unused_parameters=bool(self.frozen_units))
+        self.train_mode()
+
+    # ------------------------------------------------------------------ loop
+    def train(self):
+        self.train_mode()
         self._data = iter(self.loader)
         self._call("before_train")
         try:
@@ -79,33 +110,61 @@ class Trainer:
                     self._call("after_step")
                     self.iter += 1
                 self._call("after_epoch")
+                if distributed.any_true(self.should_stop, self.device):
+                    self.should_stop = True
+                    break
         finally:
             self._call("after_train")
 
     def run_step(self):
+        started = time.perf_counter()
         images, targets, _, _ = next(self._data)
         images = images.to(self.device, non_blocking=True).float()
         targets = targets.to(self.device, non_blocking=True).float()
+        loaded = time.perf_counter()
         if self.input_size != tuple(self.exp.input_size):  # multiscale: resize batch and boxes
             images, targets = self.exp.preprocess(images, targets, self.input_size)
 
-        with torch.autocast(self.device.type, dtype=self.amp_dtype or torch.float32,
-                            enabled=self.amp_dtype is not None):
-            outputs = self.model(images, targets)
-        loss = outputs["total_loss"]
-        if not torch.isfinite(loss):
-            raise FloatingPointError(
-                f"loss became {loss.item()} at iteration {self.iter} (epoch {self.epoch + 1}); "
-                "lower the learning rate (basic_lr_per_img) or check the boxes with `invoke validate`"
-            )
-        self.optimizer.zero_grad(set_to_none=True)
-        self.scaler.scale(loss).backward()
-        self.scaler.step(self.optimizer)
-        self.scaler.update()
-        if self.ema is not None:
-            self.ema.update(self.model)
+        accumulate = max(1, int(self.exp.accumulate))
+        stepping = (self.iter + 1) % accumulate == 0 or (self.iter + 1) % self.iters_per_epoch == 0
+        # Under DDP, gradients are only all-reduced on the batch that steps the optimiser.
+        sync = stepping or not isinstance(self.wrapped, DistributedDataParallel)
+        with (torch.enable_grad() if sync else self.wrapped.no_sync()):
+            with torch.autocast(self.device.type, dtype=self.amp_dtype or torch.float32,
+                                enabled=self.amp_dtype is not None):
+                outputs = self.wrapped(images, targets)
+            loss = self.weighted_loss(outputs)
+            if not torch.isfinite(loss):
+                raise FloatingPointError(
+                    f"loss became {loss.item()} at iteration {self.iter} (epoch {self.epoch + 1}); "
+                    "last.pth holds the last good epoch. Lower basic_lr_per_img, set grad_clip "
+                    "(e.g. --set grad_clip=10), or check the boxes with `invoke validate`")
+            self.scaler.scale(loss / accumulate).backward()
 
-        self.lr = self.scheduler.update_lr(self.iter + 1)
-        for group in self.optimizer.param_groups:
-            group["lr"] = self.lr
-        self.losses = {k: float(v.detach()) if torch.is_tensor(v) else float(v) for k, v in outputs.items()}
+        if stepping:
+            self.scaler.unscale_(self.optimizer)
+            params = [p for p in self.model.parameters() if p.grad is not None]
+            max_norm = self.exp.grad_clip if self.exp.grad_clip > 0 else float("inf")
+            self.grad_norm = float(torch.nn.utils.clip_grad_norm_(params, max_norm)) if params else 0.0
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+            self.optimizer.zero_grad(set_to_none=True)
+            if self.ema is not None:
+                self.ema.update(self.model)
+
+        self.lr = self.schedule(self.iter + 1)
+        set_lr(self.optimizer, self.lr)
+        self.losses = {k: float(v.detach()) if torch.is_tensor(v) else float(v)
+                       for k, v in outputs.items()} | {"total_loss": float(loss.detach())}
+        done = time.perf_counter()
+        self.data_time, self.step_time = loaded - started, done - started
+        self.images_per_s = images.shape[0] * distributed.world_size() / max(self.step_time, 1e-9)
+
+    def weighted_loss(self, outputs):
+        """YOLOX's total loss, or the weighted sum of its parts when exp's loss weights differ."""
+        exp = self.exp
+        weights = (exp.iou_loss_weight, exp.obj_loss_weight, exp.cls_loss_weight, exp.l1_loss_weight)
+        if all(w == 1.0 for w in weights):
+            return outputs["total_loss"]
+        parts = [outputs[k] for k in ("iou_loss", "conf_loss", "cls_loss", "l1_loss")]
+        return sum(w * p for w, p in zip(weights, parts))

@@ -1,0 +1,115 @@
+"""Official COCO-pretrained YOLOX weights: download (resumable, checksummed) into a cache.
+
+The files come from YOLOX's GitHub release. Megvii publishes no checksums, so the first
+complete download records its sha256 in <cache>/SHA256SUMS and every later use is checked
+against it (trust on first use); pass --sha256 to pin a value you already trust. An
+interrupted download leaves <name>.part, which the next attempt continues with an HTTP Range
+request. Offline, the error says where to put a file fetched elsewhere.
+"""
+
+import hashlib
+import os
+import shutil
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+from tqdm import tqdm
+
+from yft.project import UserError
+
+RELEASE = "https://github.com/Megvii-BaseDetection/YOLOX/releases/download/0.1.1rc0"
+MODELS = ("yolox_nano", "yolox_tiny", "yolox_s", "yolox_m", "yolox_l", "yolox_x")
+CHUNK = 1 << 20
+
+
+def default_cache():
+    """$YFT_WEIGHTS, else ~/.cache/yft/weights."""
+    return Path(os.environ.get("YFT_WEIGHTS") or Path.home() / ".cache" / "yft" / "weights")
+
+
+def sha256_of(path):
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(CHUNK), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _recorded(cache):
+    sums = cache / "SHA256SUMS"
+    if not sums.is_file():
+        return {}
+    return dict(reversed(line.split(None, 1)) for line in sums.read_text().splitlines() if line.strip())
+
+
+def _record(cache, name, digest):
+    entries = _recorded(cache) | {name: digest}
+    text = "".join(f"{d}  {n}\n" for n, d in sorted(entries.items()))
+    tmp = cache / "SHA256SUMS.tmp"
+    tmp.write_text(text)
+    tmp.replace(cache / "SHA256SUMS")
+
+
+def download_weights(model, cache=None, url=None, sha256=None, timeout=30, progress=True):
+    """Path of <cache>/<model>.pth, downloading it if needed; verified against the checksum."""
+    if model not in MODELS and url is None:
+        raise UserError(f"--model {model}: use one of {', '.join(MODELS)} (or give --url)")
+    cache = Path(cache or default_cache())
+    cache.mkdir(parents=True, exist_ok=True)
+    name = f"{model}.pth"
+    target, part = cache / name, cache / f"{name}.part"
+    expected = sha256 or _recorded(cache).get(name)
+    url = url or f"{RELEASE}/{name}"
+
+    if not target.is_file():
+        _fetch(url, part, timeout, progress, target)
+        part.replace(target)
+    digest = sha256_of(target)
+    if expected and digest != expected:
+        bad = target.with_suffix(".pth.corrupt")
+        target.replace(bad)
+        raise UserError(f"{target}: sha256 {digest[:16]}... does not match the expected "
+                        f"{expected[:16]}...; moved it to {bad.name}, download again")
+    if not expected:
+        _record(cache, name, digest)
+    return target
+
+
+def _fetch(url, part, timeout, progress, target):
+    have = part.stat().st_size if part.is_file() else 0
+    request = urllib.request.Request(url, headers={"Range": f"bytes={have}-"} if have else {})
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            resumed = response.status == 206
+            if not resumed:
+                have = 0  # the server ignored the Range header: start over
+            total = response.length + have if response.length is not None else None
+            with open(part, "ab" if resumed else "wb") as f, tqdm(
+                    total=total, initial=have, unit="B", unit_scale=True, desc=target.name,
+                    disable=not progress) as bar:
+                for block in iter(lambda: response.read(CHUNK), b""):
+                    f.write(block)
+                    bar.update(len(block))
+    except urllib.error.HTTPError as err:
+        if err.code == 416 and have:  # already complete
+            return
+        raise UserError(f"{url}: HTTP {err.code} {err.reason}") from None
+    except (urllib.error.URLError, TimeoutError, OSError) as err:
+        reason = getattr(err, "reason", err)
+        raise UserError(
+            f"cannot download {url} ({reason}). Offline? Fetch the file elsewhere and put it at "
+            f"{target} (or pass --ckpt PATH to train)") from None
+
+
+def backup_weights(path, out_dir):
+    """Keep a copy of the starting weights with the run (hard link where possible), as the
+    guide's pre-training checklist asks; returns the copy's path."""
+    path, backup = Path(path), Path(out_dir) / f"pretrained_{Path(path).name}"
+    if backup.exists():
+        return backup
+    try:
+        os.link(path, backup)
+    except OSError:
+        shutil.copyfile(path, backup)
+    return backup
