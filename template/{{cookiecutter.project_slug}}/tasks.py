@@ -121,6 +121,86 @@ def split(c, ann=None, images=None, train=0.8, val=0.1, test=0.1, seed=0, group_
         print(f"wrote {relative(path)}")
 
 
+@task(help={"ann": "One COCO file instead of the Exp's splits",
+            "out": "Folder for stats.json and the PNG plots (default: runs/data/stats)",
+            "exp": "Exp file"})
+@friendly
+def stats(c, ann=None, out=None, exp=None):
+    """Per split: images, boxes, class counts, imbalance, size buckets, negatives; PNG plots."""
+    from yft.data.stats import dataset_stats, format_stats
+    from yft.project import ROOT, relative
+    e = _exp(exp)
+    result, paths = dataset_stats(e, ann, out or ROOT / e.output_dir / "data" / "stats")
+    print(format_stats(result))
+    for path in paths:
+        print(f"wrote {relative(path)}")
+
+
+@task(name="show-labels", help={"number": "Number of images (-n 16)", "split": "train, val or test",
+                                "seed": "Which random images", "out": "PNG path "
+                                "(default: runs/data/labels_<split>.png)",
+                                "ann": "A COCO file instead of the split's", "images": "Its image folder",
+                                "exp": "Exp file"})
+@friendly
+def show_labels(c, number=16, split="train", seed=0, out=None, ann=None, images=None, exp=None):
+    """A grid of images with their boxes and class names, for eyeballing labels."""
+    from yft.data.stats import show_labels as draw
+    from yft.project import ROOT, relative
+    e = _exp(exp)
+    path, count = draw(e, out or ROOT / e.output_dir / "data" / f"labels_{split}.png", number, split, seed,
+                       ann, images)
+    print(f"wrote {relative(path)} ({count} images)")
+
+
+@task(name="extract-frames", help={"video": "Video file", "out": "Folder for the JPEG frames",
+                                   "every": "Keep one frame every N (see --unit)",
+                                   "unit": "seconds (default) or frames",
+                                   "max_bits": "Skip a frame whose perceptual hash is within this many "
+                                               "bits of the last one kept (0: keep all)"})
+@friendly
+def extract_frames(c, video=None, out=None, every=1.0, unit="seconds", max_bits=4):
+    """Video frames to JPEG, near-duplicates skipped, named <video>_t<seconds>s.jpg."""
+    from yft.data.frames import GROUP_BY, extract_frames as run_extract
+    from yft.project import UserError, relative
+    if not video or not out:
+        raise UserError("extract-frames needs --video FILE and --out DIR (see --help)")
+    written, skipped = run_extract(video, out, every, unit, max_bits if max_bits > 0 else -1)
+    print(f"wrote {len(written)} frames to {relative(out)}, skipped {skipped} near-duplicates; "
+          f"split them with --group-by '{GROUP_BY}'")
+
+
+@task(help={"a": "COCO file of annotator A, the reference (-a A.json)",
+            "b": "COCO file of annotator B (-b B.json)",
+            "iou": "IoU for two boxes to match", "out": "Also write the full result as JSON here"})
+@friendly
+def agreement(c, a=None, b=None, iou=0.5, out=None):
+    """Inter-annotator agreement: P/R/F1 of B vs A, mean IoU, class confusion, Cohen's kappa."""
+    from yft.data.agreement import agreement as run_agreement, format_agreement
+    from yft.data.coco_io import write_json
+    from yft.project import UserError
+    if not a or not b:
+        raise UserError("agreement needs --a A.json and --b B.json (see --help)")
+    result = run_agreement(a, b, iou)
+    print(format_agreement(result))
+    if out:
+        write_json(out, result, indent=1)
+
+
+@task(name="overlap-sample", help={"images": "Image folder", "fraction": "Share to label twice",
+                                   "seed": "Random seed", "out": "Text file: one image path a line"})
+@friendly
+def overlap_sample(c, images=None, fraction=0.1, seed=0, out=None):
+    """Draw the images both annotators label (the guide asks for 10%) for `invoke agreement`."""
+    from yft.data.agreement import overlap_sample as draw
+    from yft.data.coco_io import write_atomic
+    from yft.project import UserError
+    if not images or not out:
+        raise UserError("overlap-sample needs --images DIR and --out FILE (see --help)")
+    names = draw(images, fraction, seed)
+    write_atomic(out, "".join(n + "\n" for n in names).encode("utf-8"))
+    print(f"wrote {out}: {len(names)} images to label by both annotators")
+
+
 # ---------------------------------------------------------------- train
 
 
@@ -207,27 +287,77 @@ def evaluate(c, exp=None, ckpt=None, split="val", device="auto", backend="torch"
 # ---------------------------------------------------------------- deploy
 
 
-@task(name="export-onnx", help={"exp": "Exp file", "ckpt": "Checkpoint (default: best.pth)",
-                                "output": "ONNX path (default: next to the checkpoint)",
-                                "opset": "ONNX opset (default: the Exp's onnx_opset)",
-                                "static_batch": "Fix the batch dimension at 1"})
+@task(name="export-onnx", help={
+    "exp": "Exp file", "ckpt": "Checkpoint (default: runs/<exp>/train/best.pth)",
+    "output": "ONNX path (default: next to the checkpoint)",
+    "opset": "ONNX opset, 11-23 (default: the Exp's onnx_opset)",
+    "dynamic_batch": "Dynamic batch dimension (default); --no-dynamic-batch fixes it at 1",
+    "decode": "Decode boxes in the graph (default); --no-decode keeps YOLOX's raw head outputs",
+    "nms": "Add NMS to the graph: onnx (NonMaxSuppression, any runtime) or trt (EfficientNMS_TRT)"})
 @friendly
-def export_onnx(c, exp=None, ckpt=None, output=None, opset=0, static_batch=False):
-    """Export to ONNX and check onnxruntime against torch on validation images."""
+def export_onnx(c, exp=None, ckpt=None, output=None, opset=0, dynamic_batch=True, decode=True, nms=None):
+    """Export to ONNX; check it against torch (outputs and mAP on validation images)."""
     from yft.deploy.cli import run_export_onnx
-    run_export_onnx(_exp(exp), ckpt, output, opset or None, not static_batch)
+    run_export_onnx(_exp(exp), ckpt, output, opset or None, dynamic_batch, decode, nms)
 
 
-@task(help={"source": "Image, folder or glob pattern", "exp": "Exp file",
-            "ckpt": "Checkpoint or .onnx (default: best.pth)", "backend": "torch or onnx",
-            "conf": "Score threshold (default: the Exp's predict_conf)",
-            "output": "Folder for the annotated images", "device": "auto, cpu, cuda, mps"})
+@task(name="export-trt", help={
+    "exp": "Exp file", "ckpt": "Checkpoint to export (default: best.pth)",
+    "onnx": "Build from this ONNX model instead of exporting the checkpoint",
+    "output": "Engine path (default: next to the ONNX model, .engine)",
+    "fp16": "Allow FP16 kernels", "int8": "INT8, calibrated on validation images",
+    "calib_images": "Validation images for INT8 calibration",
+    "min_batch": "Smallest batch the engine accepts", "opt_batch": "Batch size it is tuned for",
+    "max_batch": "Largest batch it accepts", "workspace": "Builder workspace in GB",
+    "nms": "Put EfficientNMS in the engine (--nms trt)", "device": "cuda device, e.g. cuda:1"})
 @friendly
-def predict(c, source, exp=None, ckpt=None, backend="torch", conf=-1.0, output=None, device="auto"):
-    """Draw detections with this project's class names on an image or a folder of images."""
+def export_trt(c, exp=None, ckpt=None, onnx=None, output=None, fp16=False, int8=False, calib_images=200,
+               min_batch=1, opt_batch=1, max_batch=8, workspace=4.0, nms=None, device="cuda"):
+    """Build a TensorRT engine (+ JSON sidecar) from the ONNX model and report its val mAP."""
+    import torch
+    from yft.deploy.cli import run_export_trt
+    run_export_trt(_exp(exp), torch.device(device), ckpt, onnx, output, fp16, int8, calib_images,
+                   min_batch, opt_batch, max_batch, workspace, nms)
+
+
+@task(help={"source": "Image, folder, glob pattern or video (also as --source)", "exp": "Exp file",
+            "ckpt": "Checkpoint, .onnx or .engine (default: the run's best.*)",
+            "backend": "torch, onnx or trt",
+            "conf": "Score threshold (default: the Exp's predict_conf)",
+            "nms": "NMS IoU threshold (default: the Exp's nmsthre)",
+            "save_json": "Also write predictions.json (COCO results format)",
+            "output": "Folder for the annotated images and videos", "device": "auto, cpu, cuda, mps"})
+@friendly
+def predict(c, source, exp=None, ckpt=None, backend="torch", conf=-1.0, nms=-1.0, save_json=False,
+            output=None, device="auto"):
+    """Draw detections with this project's class names on images or a video."""
     from yft.deploy.cli import run_predict
     from yft.device import pick_device
-    run_predict(_exp(exp), pick_device(device), source, ckpt, backend, None if conf < 0 else conf, output)
+    run_predict(_exp(exp), pick_device(device), source, ckpt, backend, None if conf < 0 else conf, output,
+                None if nms < 0 else nms, save_json)
+
+
+@task(help={"exp": "Exp file", "ckpt": "Checkpoint; the .onnx and .engine next to it are used",
+            "backends": "Comma-separated: torch,onnx,trt", "batch_sizes": "Comma-separated, e.g. 1,8,32",
+            "output": "JSON path (default: runs/<exp>/bench/bench.json)",
+            "min_time": "Seconds to measure each row (at least 5 batches)", "device": "auto, cpu, cuda, mps"})
+@friendly
+def bench(c, exp=None, ckpt=None, backends="torch,onnx,trt", batch_sizes="1,8,32", output=None,
+          min_time=1.0, device="auto"):
+    """Latency p50/p95, throughput and peak memory per backend and batch size, end to end."""
+    from yft.deploy.cli import run_bench
+    from yft.device import pick_device
+    run_bench(_exp(exp), pick_device(device), ckpt, backends, batch_sizes, output, min_time)
+
+
+@task(help={"exp": "Exp file", "ckpt": "Checkpoint (default: best.pth; its .onnx/.engine are released too)",
+            "version": "Release name (default: v1, v2, ...)", "device": "auto, cpu, cuda, mps"})
+@friendly
+def release(c, exp=None, ckpt=None, version=None, device="auto"):
+    """Check the Exp's release thresholds; if all pass, write runs/<exp>/release/<version>/."""
+    from yft.deploy.cli import run_release
+    from yft.device import pick_device
+    run_release(_exp(exp), pick_device(device), ckpt, version)
 
 
 # ---------------------------------------------------------------- project
