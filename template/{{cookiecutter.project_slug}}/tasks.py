@@ -273,15 +273,88 @@ def check(c, exp=None, ckpt=None, device="auto", batch_size=0):
 @task(name="eval", iterable=["set_"], help={
     "exp": "Exp file", "ckpt": "Checkpoint (default: runs/<exp>/train/best.pth)",
     "split": "val or test", "device": "auto, cpu, cuda, mps",
-    "backend": "torch or onnx (an .onnx file as --ckpt)", "batch_size": "Images per batch",
+    "backend": "torch, onnx (an .onnx file as --ckpt) or trt", "batch_size": "Images per batch",
+    "conf": "Confidence for the error analysis (default: the F1-best one)",
+    "output": "Run folder (default: eval_<split>_<backend> next to the checkpoint)",
     "set_": "Override an Exp setting, e.g. --set test_conf=0.001"})
 @friendly
 def evaluate(c, exp=None, ckpt=None, split="val", device="auto", backend="torch", batch_size=8,
-             set_=None):
-    """COCO mAP (pycocotools) and per-class AP; writes metrics.json next to the checkpoint."""
+             conf=-1.0, output=None, set_=None):
+    """COCO metrics (pycocotools' numbers), per-class AP, P/R/F1, confusion matrix, PR curves,
+    error breakdown, worst images, speed: metrics.json + report.md in one run folder."""
     from yft.device import pick_device
     from yft.evaluate.cli import run_eval
-    run_eval(_exp(exp, set_ or ()), pick_device(device), ckpt, split, backend, batch_size)
+    run_eval(_exp(exp, set_ or ()), pick_device(device), ckpt, split, backend, batch_size, out=output,
+             conf=None if conf < 0 else conf)
+
+
+@task(help={"exp": "Exp file", "ckpt": "Checkpoint (default: best.pth)", "split": "val or test",
+            "corruptions": "Comma-separated subset of gaussian_blur, motion_blur, gaussian_noise, "
+                           "brightness, contrast, jpeg, low_light (default: all)",
+            "severities": "Comma-separated severities 1..5 (default: 1,3,5)",
+            "device": "auto, cpu, cuda, mps", "batch_size": "Images per batch", "output": "Output folder"})
+@friendly
+def robustness(c, exp=None, ckpt=None, split="val", corruptions="", severities="1,3,5", device="auto",
+               batch_size=8, output=None):
+    """mAP under blur, noise, brightness/contrast, JPEG and low light; drop relative to clean."""
+    from yft.device import pick_device
+    from yft.evaluate.cli import parse_ints, parse_names
+    from yft.evaluate.robustness import robustness as run, table_text
+    from yft.project import relative
+    result, out = run(_exp(exp), pick_device(device), ckpt, split, parse_names(corruptions) or None,
+                      parse_ints(severities, "--severities"), batch_size, out=output)
+    print(table_text(result) + f"\nwritten to {relative(out)}")
+
+
+@task(positional=[], help={"a": "Model A: an `invoke eval` run folder, a checkpoint or an .onnx file (required)",
+            "b": "Model B: the same kinds (required)", "exp": "Exp file", "split": "val or test (default test)",
+            "samples": "Bootstrap samples", "seed": "Random seed", "device": "auto, cpu, cuda, mps",
+            "batch_size": "Images per batch", "output": "Output folder"})
+@friendly
+def compare(c, a=None, b=None, exp=None, split="test", samples=1000, seed=0, device="auto", batch_size=8,
+            output=None):
+    """A/B: mAP difference with a 95% interval and p-value (paired bootstrap over images)."""
+    if not a or not b:
+        raise Exit("error: compare needs --a and --b (run folders or checkpoints)", code=1)
+    from yft.device import pick_device
+    from yft.evaluate.compare import compare as run, summary_line
+    from yft.project import relative
+    result, out = run(_exp(exp), pick_device(device), a, b, split, batch_size, samples, seed, out=output)
+    print(summary_line(result) + f"\nwritten to {relative(out)}")
+
+
+@task(positional=[], help={"images": "Folder of unlabelled images (required)", "exp": "Exp file",
+            "ckpt": "Checkpoint (default: best.pth)", "top": "How many images to pick",
+            "conf": "Score threshold for pre-annotations (default: the Exp's predict_conf)",
+            "device": "auto, cpu, cuda, mps", "output": "Output folder"})
+@friendly
+def mine(c, images=None, exp=None, ckpt=None, top=50, conf=-1.0, device="auto", output=None):
+    """Active learning: rank unlabelled images by uncertainty; list, sheet, pre-annotations."""
+    if not images:
+        raise Exit("error: mine needs --images DIR", code=1)
+    from yft.device import pick_device
+    from yft.evaluate.mine import mine as run
+    from yft.project import relative
+    info, rows = run(_exp(exp), pick_device(device), images, ckpt, top, None if conf < 0 else conf, out=output)
+    for row in rows[:5]:
+        print(f"{row['uncertainty']:.3f}  {row['file']}")
+    print(f"{info['num_images']} images ranked; top {info['top']} with pre-annotations in {relative(info['out'])}")
+
+
+@task(positional=[], help={"images": "Folder of new images (required)", "exp": "Exp file", "ckpt": "Checkpoint (default: best.pth)",
+            "max_images": "At most this many images from each side", "permutations": "Permutation-test rounds",
+            "device": "auto, cpu, cuda, mps", "output": "Output folder"})
+@friendly
+def drift(c, images=None, exp=None, ckpt=None, max_images=500, permutations=200, device="auto", output=None):
+    """Data drift: new images vs the training set (image statistics, backbone embeddings)."""
+    if not images:
+        raise Exit("error: drift needs --images DIR", code=1)
+    from yft.device import pick_device
+    from yft.evaluate.drift import drift as run
+    from yft.project import relative
+    result, out = run(_exp(exp), pick_device(device), images, ckpt, max_images, permutations, out=output)
+    print(f"{result['verdict']}: score {result['drift_score']:.5f} (threshold {result['threshold']:.5f}, "
+          f"p={result['p_value']})\nwritten to {relative(out)}")
 
 
 # ---------------------------------------------------------------- deploy

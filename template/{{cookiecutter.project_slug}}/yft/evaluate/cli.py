@@ -43,3 +43,14 @@ def run_eval(exp, device, ckpt, split, backend_name, batch_size, out=None, conf=
               f"recall {op['recall']:.3f}  F1 {op['f1']:.3f}")
     print(f"metrics written to {relative(out / 'metrics.json')}, report {relative(out / 'report.md')}")
     return metrics
+
+
+def parse_ints(text, option):
+    try:
+        return tuple(int(v) for v in str(text).split(",") if v.strip())
+    except ValueError:
+        raise UserError(f"{option} {text}: expected comma-separated integers, e.g. 1,3,5") from None
+
+
+def parse_names(text):
+    return [v.strip() for v in str(text).split(",") if v.strip()]
