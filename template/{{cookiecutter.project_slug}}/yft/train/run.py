@@ -26,6 +26,7 @@ from yft.inference import TorchBackend
 from yft.project import UserError, relative, run_dir
 from yft.train import distributed, hooks
 from yft.train.checkpoint import load_checkpoint, load_weights
+from yft.train.fast_loss import install_fast_loss
 from yft.train.loss_shaping import install_loss_shaping
 from yft.train.optim import LRSchedule, build_optimizer, set_lr
 from yft.train.trainer import Trainer
@@ -103,6 +104,8 @@ def train(exp, device, ckpt=None, resume=False, smoke=False, batch_size=None, am
 
     log(f"creating model {exp.model_name} with {exp.num_classes} classes")
     model = exp.get_model()
+    if exp.fast_loss:  # batched SimOTA: same assignments and losses, far fewer host syncs
+        install_fast_loss(model)
     if install_loss_shaping(model, exp):
         log(f"loss shaping: label smoothing {exp.label_smoothing}, focal gamma {exp.focal_gamma}")
     if state is not None:

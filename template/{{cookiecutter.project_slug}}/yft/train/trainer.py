@@ -61,7 +61,8 @@ class Trainer:
         self.scaler = torch.amp.GradScaler(device.type, enabled=amp_dtype == torch.float16)
         self.input_size = tuple(exp.input_size)
         self.epoch, self.iter, self.start_epoch = 0, 0, 0
-        self.losses, self.lr, self.grad_norm, self.metrics, self.best_ap = {}, 0.0, 0.0, None, 0.0
+        self.lr, self.grad_norm, self.metrics, self.best_ap = 0.0, 0.0, None, 0.0
+        self._loss_tensors, self._losses = {}, {}
         self.data_time = self.step_time = self.images_per_s = 0.0
         self.should_stop = False
         self.frozen_units, self.frozen_modules = [], []
@@ -134,18 +135,18 @@ class Trainer:
                                 enabled=self.amp_dtype is not None):
                 outputs = self.wrapped(images, targets)
             loss = self.weighted_loss(outputs)
-            if not torch.isfinite(loss):
-                raise FloatingPointError(
-                    f"loss became {loss.item()} at iteration {self.iter} (epoch {self.epoch + 1}); "
-                    "last.pth holds the last good epoch. Lower basic_lr_per_img, set grad_clip "
-                    "(e.g. --set grad_clip=10), or check the boxes with `invoke validate`")
+            # Reading the loss waits for the GPU, so on GPUs it is checked every log_interval
+            # batches and at the end of each epoch (before any checkpoint), not on every batch.
+            last_of_epoch = (self.iter + 1) % self.iters_per_epoch == 0
+            if self.device.type == "cpu" or last_of_epoch or (self.iter + 1) % self.exp.log_interval == 0:
+                self.check_finite(loss)
             self.scaler.scale(loss / accumulate).backward()
 
         if stepping:
             self.scaler.unscale_(self.optimizer)
             params = [p for p in self.model.parameters() if p.grad is not None]
             max_norm = self.exp.grad_clip if self.exp.grad_clip > 0 else float("inf")
-            self.grad_norm = float(torch.nn.utils.clip_grad_norm_(params, max_norm)) if params else 0.0
+            self.grad_norm = torch.nn.utils.clip_grad_norm_(params, max_norm) if params else 0.0
             self.scaler.step(self.optimizer)
             self.scaler.update()
             self.optimizer.zero_grad(set_to_none=True)
@@ -154,11 +155,28 @@ class Trainer:
 
         self.lr = self.schedule(self.iter + 1)
         set_lr(self.optimizer, self.lr)
-        self.losses = {k: float(v.detach()) if torch.is_tensor(v) else float(v)
-                       for k, v in outputs.items()} | {"total_loss": float(loss.detach())}
+        self._loss_tensors = {k: v.detach() if torch.is_tensor(v) else v for k, v in outputs.items()}
+        self._loss_tensors["total_loss"] = loss.detach()
+        self._losses = None
         done = time.perf_counter()
         self.data_time, self.step_time = loaded - started, done - started
         self.images_per_s = images.shape[0] * distributed.world_size() / max(self.step_time, 1e-9)
+
+    @property
+    def losses(self):
+        """Loss parts of the last batch as floats (read lazily: reading waits for the device)."""
+        if self._losses is None:
+            self._losses = {k: float(v) for k, v in self._loss_tensors.items()}
+            if torch.is_tensor(self.grad_norm):
+                self.grad_norm = float(self.grad_norm)
+        return self._losses
+
+    def check_finite(self, loss):
+        if not torch.isfinite(loss):
+            raise FloatingPointError(
+                f"loss became {loss.item()} at iteration {self.iter} (epoch {self.epoch + 1}); "
+                "last.pth holds the last good epoch. Lower basic_lr_per_img, set grad_clip "
+                "(e.g. --set grad_clip=10), or check the boxes with `invoke validate`")
 
     def weighted_loss(self, outputs):
         """YOLOX's total loss, or the weighted sum of its parts when exp's loss weights differ."""
