@@ -21,3 +21,74 @@ def sample_exp(exp):
     """`exp` with a small synthetic dataset written."""
     make_sample_dataset(exp, counts=(12, 6, 4), seed=1)
     return exp
+
+
+@pytest.fixture(scope="session")
+def deploy_setup(tmp_path_factory):
+    """Shared by the deploy tests (read-only): (exp, checkpoint) with a 4/4/3-image synthetic
+    dataset and an untrained model whose biases make it detect plenty, so export, NMS, predict
+    and mAP comparisons have boxes to work on. Built once per session (exports are not cheap)."""
+    import torch
+
+    root = tmp_path_factory.mktemp("deploy")
+    exp = load_exp()
+    exp.data_dir, exp.output_dir, exp.data_num_workers = str(root / "data"), str(root / "runs"), 0
+    make_sample_dataset(exp, counts=(4, 4, 3), seed=2)
+    torch.manual_seed(0)
+    model = exp.get_model()
+    with torch.no_grad():
+        for obj, cls in zip(model.head.obj_preds, model.head.cls_preds):
+            obj.bias.fill_(1.0)
+            cls.bias.normal_(0.0, 1.0)
+    ckpt = root / "runs" / "train" / "best.pth"
+    ckpt.parent.mkdir(parents=True)
+    torch.save({"model": model.state_dict(), "class_names": list(exp.class_names)}, ckpt)
+    return exp, ckpt
+
+
+@pytest.fixture(scope="session")
+def eval_setup(tmp_path_factory):
+    """For the evaluate tests (read-only): (exp, checkpoint) with a 8/6/4-image synthetic dataset
+    and an untrained model whose biases make it detect plenty (real boxes for every analysis)."""
+    import torch
+
+    root = tmp_path_factory.mktemp("evaluate")
+    exp = load_exp()
+    exp.data_dir, exp.output_dir, exp.data_num_workers = str(root / "data"), str(root / "runs"), 0
+    exp.test_conf = 0.3  # tens of detections per image, not hundreds: keeps the tests quick
+    make_sample_dataset(exp, counts=(8, 6, 4), seed=3)
+    torch.manual_seed(0)
+    model = exp.get_model()
+    with torch.no_grad():
+        for obj, cls in zip(model.head.obj_preds, model.head.cls_preds):
+            obj.bias.fill_(1.0)
+            cls.bias.normal_(0.0, 1.0)
+    ckpt = root / "runs" / "train" / "best.pth"
+    ckpt.parent.mkdir(parents=True)
+    torch.save({"model": model.state_dict(), "class_names": list(exp.class_names)}, ckpt)
+    return exp, ckpt
+
+
+@pytest.fixture(scope="session")
+def deploy_onnx(deploy_setup, tmp_path_factory):
+    """deploy_setup's checkpoint exported to ONNX once (decoded, dynamic batch, parity checked)."""
+    from yft.deploy.cli import run_export_onnx
+
+    exp, ckpt = deploy_setup
+    path, _ = run_export_onnx(exp, ckpt, tmp_path_factory.mktemp("onnx") / "best.onnx", None, True)
+    return path
+
+
+@pytest.fixture(scope="session")
+def same_detections():
+    """assert_same(a, b, atol): two (N, 6) detection arrays hold the same boxes; boxes with
+    equal scores (uniform image regions give many) may come in any order."""
+    import numpy as np
+
+    def canonical(d):
+        return d[np.lexsort(np.round(d, 1).T[::-1])]
+
+    def assert_same(a, b, atol=1e-2):
+        assert a.shape == b.shape
+        np.testing.assert_allclose(canonical(a), canonical(b), atol=atol)
+    return assert_same

@@ -92,6 +92,10 @@ def score_images(backend, exp, files, conf, progress=True):
         prepared = [letterbox(v, exp.test_size) for v in views]
         raw = backend(torch.from_numpy(np.stack([p[0] for p in prepared])))
         dets, flipped = decode(raw.clone(), [p[1] for p in prepared], exp.num_classes, exp.test_conf, exp.nmsthre)
+        h, w = img.shape[:2]
+        for d in (dets, flipped):  # boxes may stick out of the image; annotation tools refuse that
+            d[:, [0, 2]] = d[:, [0, 2]].clip(0, w)
+            d[:, [1, 3]] = d[:, [1, 3]].clip(0, h)
         top = float(dets[0, 4]) if len(dets) else 0.0
         signals = {"low_confidence": 1 - top, "class_margin": 1 - class_margin(raw[0].float()),
                    "flip_disagreement": 1 - flip_agreement(dets, flipped, img.shape[1], conf)}

@@ -159,7 +159,7 @@ def markdown(r):
 
 
 def table_text(r):
-    lines = [f"clean mAP50:95 {r['clean']['mAP50_95']}",
+    lines = [f"clean mAP50:95 {r['clean']['mAP50_95'] or 0:.3f}",
              f"{'corruption':<16}" + "".join(f"{'sev ' + str(s):>16}" for s in r["severities"])]
     for name, row in r["corruptions"].items():
         cells = []
