@@ -20,8 +20,8 @@ def run_eval(exp, device, ckpt, split, backend_name, batch_size, out=None, conf=
     from yft.evaluate import report
 
     check_split(split)
+    backend, path = make_backend(exp, ckpt, backend_name, device)  # "train first" before "no data"
     dataset = check_files(exp, split)
-    backend, path = make_backend(exp, ckpt, backend_name, device)
     metrics, results = evaluate_backend(backend, exp, split, device, batch_size, progress, engine)
     metrics["checkpoint"] = relative(path)
     metrics["speed"]["latency_ms_batch1"] = latency_batch1(backend, exp, split, device)
