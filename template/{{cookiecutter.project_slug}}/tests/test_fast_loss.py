@@ -20,8 +20,9 @@ from yft.train.fast_loss import (
 )
 
 STRIDES = (8, 16, 32)
-# Loss parts: the batched sums add zeros for padding and run in another order than YOLOX's.
-LOSS_RTOL, GRAD_RTOL, GRAD_ATOL = 2e-6, 1e-5, 1e-9
+# The batched sums add zeros for padding and run in another order than YOLOX's: measured
+# worst cases over many random batches were 2.1e-7 (loss parts) and 9e-7 (gradients), relative.
+LOSS_RTOL, GRAD_RTOL, GRAD_ATOL = 1e-6, 5e-6, 1e-9
 
 
 class TieBrokenHead(YOLOXHead):

@@ -66,8 +66,8 @@ def _cls_cost(cls_preds, obj_preds, gt_classes, num_classes):
     """
     with torch.autocast("cuda", enabled=False):  # as YOLOX: torch.cuda.amp.autocast(enabled=False)
         p = (cls_preds.float().sigmoid() * obj_preds.float().sigmoid()).sqrt()  # [b, A, C]
-        neg = F.binary_cross_entropy(p, torch.zeros_like(p), reduction="none")
-        pos = F.binary_cross_entropy(p, torch.ones_like(p), reduction="none")
+        neg = F.binary_cross_entropy(p, p.new_zeros(()).expand_as(p), reduction="none")
+        pos = F.binary_cross_entropy(p, p.new_ones(()).expand_as(p), reduction="none")
         del p
         classes = torch.arange(num_classes, device=cls_preds.device)
         if num_classes <= gt_classes.shape[1]:
