@@ -148,20 +148,19 @@ def time_loss(args, model, images, labels):
     a, kw = captured["args"], captured["kwargs"]
     outputs = a[5].detach().requires_grad_()
     origin = [o.detach().requires_grad_() for o in a[6]] if head.use_l1 else a[6]
-    result = {}
-    for fast in (False, True):
-        set_variant(model, fast)
-        runs = []
-        for i in range(args.warmup + args.steps):
+    runs = {False: [], True: []}
+    for i in range(args.warmup + args.steps):  # alternating, as the steps
+        for fast in (False, True):
+            set_variant(model, fast)
             sync(device)
             start = time.perf_counter()
             with torch.autocast(device.type, dtype=amp or torch.float32, enabled=amp is not None):
                 loss = head.get_losses(*a[:5], outputs, origin, **kw)[0]
             loss.backward()
             sync(device)
-            runs.append(time.perf_counter() - start)
-        result[fast] = statistics.median(runs[args.warmup:])
-    return result
+            if i >= args.warmup:
+                runs[fast].append(time.perf_counter() - start)
+    return {fast: statistics.median(t) for fast, t in runs.items()}
 
 
 def peak_memory_child(args, targets, fast):

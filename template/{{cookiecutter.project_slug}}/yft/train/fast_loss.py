@@ -15,7 +15,8 @@ Contract
     twice is a no-op. Returns the head. Heads that are subclasses of `YOLOXHead` get a subclass of
     their own class (as long as they do not override the loss path themselves).
 ``uninstall_fast_loss(model) -> head``
-    Restores the head's original class: the official per-image loss is back. No-op when not installed.
+    Restores the head's original class: the official per-image loss is back (no-op if not
+    installed).
 ``is_fast_loss_installed(model) -> bool``
 
 What stays the same as the official head, and what differs:
@@ -31,7 +32,8 @@ What stays the same as the official head, and what differs:
 - The returned `num_fg` ratio is a 0-dim tensor (YOLOX returns a Python float), so the step does
   not wait for it; `float()` it when logging.
 - Memory: the [batch, gt, anchor, class] cost rows are built for a slice of the batch at a time
-  (at most `FastLossHead.chunk_elements` elements, 2**26 = 256 MiB of float32, by default).
+  (at most `head.chunk_elements` floats, 2**26 = 256 MiB, by default; set it on the head to
+  trade memory for fewer slices). The other assignment tensors are [batch, gt, anchor].
 - Works on any device torch supports these ops on (CPU, CUDA; MPS untested).
 """
 
@@ -49,34 +51,44 @@ _INT64_MAX = torch.iinfo(torch.int64).max
 
 
 def _sortable_key(cost):
-    """int64 keys that order like (cost, anchor index): exact, unique, ties go to the lowest index."""
+    """Exact, unique int64 keys ordered like (cost, anchor index): ties go to the lowest index."""
     bits = (cost + 0.0).contiguous().view(torch.int32)  # + 0.0 turns -0.0 into +0.0
     bits = torch.where(bits < 0, bits ^ 0x7FFFFFFF, bits)  # float order == signed int order
     index = torch.arange(cost.shape[-1], device=cost.device)
     return bits.to(torch.int64) * (1 << 32) + index
 
 
-def _cls_cost(cls_preds, obj_preds, gt_classes, num_classes):
+def _cls_cost(cls_preds, obj_preds, gt_classes, num_classes, chunk_elements=CHUNK_ELEMENTS):
     """Per (image, gt, anchor): YOLOX's classification cost, bit for bit.
 
     YOLOX sums BCE(sqrt(sigmoid(cls) * sigmoid(obj)), one_hot(gt class)) over the classes. The
     rows differ between gts only in the gt's class, so each row is assembled from the BCE against
     all-zeros and against all-ones, then summed over the same contiguous class axis YOLOX sums.
-    With fewer classes than boxes, one row per class is built and gathered (cheaper).
+    With no more classes than box slots, one row per class is summed and gathered (cheaper). The
+    rows are built for a slice of the batch at a time, at most `chunk_elements` floats.
     """
+    B, G = gt_classes.shape
+    A, C = cls_preds.shape[1], num_classes
+    per_class = C <= G
+    chunk = max(1, chunk_elements // (A * C * (C if per_class else G)))
+    classes = torch.arange(C, device=cls_preds.device)
+    cost = torch.empty(B, G, A, device=cls_preds.device)
     with torch.autocast("cuda", enabled=False):  # as YOLOX: torch.cuda.amp.autocast(enabled=False)
-        p = (cls_preds.float().sigmoid() * obj_preds.float().sigmoid()).sqrt()  # [b, A, C]
-        neg = F.binary_cross_entropy(p, p.new_zeros(()).expand_as(p), reduction="none")
-        pos = F.binary_cross_entropy(p, p.new_ones(()).expand_as(p), reduction="none")
-        del p
-        classes = torch.arange(num_classes, device=cls_preds.device)
-        if num_classes <= gt_classes.shape[1]:
-            eye = classes[:, None] == classes[None, :]  # [C(class of the row), C]
-            per_class = torch.where(eye, pos[:, :, None, :], neg[:, :, None, :]).sum(-1)  # [b, A, C]
-            index = gt_classes[:, None, :].expand(-1, per_class.shape[1], -1)
-            return per_class.gather(2, index).transpose(1, 2)  # [b, G, A]
-        onehot = (gt_classes[:, :, None] == classes)[:, :, None, :]  # [b, G, 1, C]
-        return torch.where(onehot, pos[:, None], neg[:, None]).sum(-1)  # [b, G, A]
+        for s in range(0, B, chunk):
+            part = slice(s, s + chunk)
+            p = (cls_preds[part].float().sigmoid() * obj_preds[part].float().sigmoid()).sqrt()
+            neg = F.binary_cross_entropy(p, p.new_zeros(()).expand_as(p), reduction="none")
+            pos = F.binary_cross_entropy(p, p.new_ones(()).expand_as(p), reduction="none")
+            del p
+            if per_class:
+                eye = classes[:, None] == classes[None, :]  # [class of the row, class]
+                rows = torch.where(eye, pos[:, :, None, :], neg[:, :, None, :]).sum(-1)  # [b, A, C]
+                index = gt_classes[part, None, :].expand(-1, A, -1)
+                cost[part] = rows.gather(2, index).transpose(1, 2)
+            else:
+                onehot = (gt_classes[part, :, None] == classes)[:, :, None, :]  # [b, G, 1, C]
+                cost[part] = torch.where(onehot, pos[:, None], neg[:, None]).sum(-1)
+    return cost
 
 
 def _pairwise_iou(gt, pred):
@@ -108,13 +120,14 @@ def _geometry(gt, x_centers, y_centers, strides):
 
 @torch.no_grad()
 def simota_assign(gt_boxes, gt_classes, valid, bbox_preds, cls_preds, obj_preds,
-                  x_shifts, y_shifts, strides, num_classes):
-    """SimOTA for a slice of the batch, no host sync.
+                  x_shifts, y_shifts, strides, num_classes, chunk_elements=CHUNK_ELEMENTS):
+    """SimOTA for all images at once, no host sync.
 
     gt_boxes [b, G, 4] (cx, cy, w, h), gt_classes [b, G] int64, valid [b, G] bool (padding slots
     False); predictions [b, A, 4 / C / 1] as the head decodes them; x_shifts, y_shifts, strides [A]
-    (grid cell and stride of each anchor). Returns fg [b, A] bool, matched gt slot [b, A] int64
-    (meaningful where fg) and the IoU of each anchor with its matched gt [b, A].
+    (grid cell and stride of each anchor); chunk_elements: see `_cls_cost`. Returns fg [b, A]
+    bool, matched gt slot [b, A] int64 (meaningful where fg) and the IoU of each anchor with its
+    matched gt [b, A].
     """
     b, G = gt_classes.shape
     A = bbox_preds.shape[1]
@@ -127,7 +140,7 @@ def simota_assign(gt_boxes, gt_classes, valid, bbox_preds, cls_preds, obj_preds,
 
     ious = _pairwise_iou(gt_boxes, bbox_preds)
     cost = (
-        _cls_cost(cls_preds, obj_preds, gt_classes, num_classes)
+        _cls_cost(cls_preds, obj_preds, gt_classes, num_classes, chunk_elements)
         + 3.0 * -torch.log(ious + 1e-8)
         + 100000.0 * (~box_and_center)
     )
@@ -155,10 +168,6 @@ def simota_assign(gt_boxes, gt_classes, valid, bbox_preds, cls_preds, obj_preds,
     return fg, matched, pred_ious
 
 
-def _rows_per_image(G, A, C):
-    return A * max(G * C if C > G else C * C, 16 * G)
-
-
 def batched_get_losses(self, imgs, x_shifts, y_shifts, expanded_strides, labels, outputs,
                        origin_preds, dtype):
     """`YOLOXHead.get_losses` for the whole batch at once (same arguments, same returns)."""
@@ -176,20 +185,18 @@ def batched_get_losses(self, imgs, x_shifts, y_shifts, expanded_strides, labels,
     y_shifts = torch.cat(y_shifts, 1)[0]
     strides = torch.cat(expanded_strides, 1)[0]
 
-    fg = torch.zeros(B, A, dtype=torch.bool, device=outputs.device)
-    matched = torch.zeros(B, A, dtype=torch.int64, device=outputs.device)
-    pred_ious = torch.zeros(B, A, dtype=torch.float32, device=outputs.device)
     gt_boxes, gt_classes = labels[:, :G, 1:5], labels[:, :G, 0].to(torch.int64)
     if G > 0:
         valid = torch.arange(G, device=labels.device) < nlabel[:, None]
-        budget = getattr(self, "chunk_elements", CHUNK_ELEMENTS)
-        chunk = max(1, budget // _rows_per_image(G, A, C))
-        for s in range(0, B, chunk):
-            part = slice(s, s + chunk)
-            fg[part], matched[part], pred_ious[part] = simota_assign(
-                gt_boxes[part], gt_classes[part], valid[part], bbox_preds[part].detach(),
-                cls_preds[part].detach(), obj_preds[part].detach(), x_shifts, y_shifts, strides, C,
-            )
+        fg, matched, pred_ious = simota_assign(
+            gt_boxes, gt_classes, valid, bbox_preds.detach(), cls_preds.detach(),
+            obj_preds.detach(), x_shifts, y_shifts, strides, C,
+            getattr(self, "chunk_elements", CHUNK_ELEMENTS),
+        )
+    else:
+        fg = torch.zeros(B, A, dtype=torch.bool, device=outputs.device)
+        matched = torch.zeros(B, A, dtype=torch.int64, device=outputs.device)
+        pred_ious = torch.zeros(B, A, device=outputs.device)
 
     # Gather the foreground anchors of each image into [B, K] slots (K: a bound known on the host).
     K = min(A, MAX_K * G)
@@ -197,14 +204,15 @@ def batched_get_losses(self, imgs, x_shifts, y_shifts, expanded_strides, labels,
     mask = fg.gather(1, slots)  # [B, K]: slot holds a foreground anchor
     gt_of_slot = matched.gather(1, slots)
     reg_targets = gt_boxes.gather(1, gt_of_slot[..., None].expand(-1, -1, 4))
-    cls_targets = F.one_hot(gt_classes.gather(1, gt_of_slot), C) * pred_ious.gather(1, slots)[..., None]
+    slot_ious = pred_ious.gather(1, slots)[..., None]
+    cls_targets = F.one_hot(gt_classes.gather(1, gt_of_slot), C) * slot_ious
 
     num_fg = fg.sum().clamp(min=1).to(torch.float32)
     pick = lambda t: t.gather(1, slots[..., None].expand(-1, -1, t.shape[-1]))  # noqa: E731
-    loss_iou = torch.where(
-        mask.reshape(-1), self.iou_loss(pick(bbox_preds).reshape(-1, 4), reg_targets.reshape(-1, 4)), 0.0
-    ).sum() / num_fg
-    loss_obj = self.bcewithlog_loss(obj_preds.reshape(-1, 1), fg.reshape(-1, 1).to(dtype)).sum() / num_fg
+    iou_losses = self.iou_loss(pick(bbox_preds).reshape(-1, 4), reg_targets.reshape(-1, 4))
+    loss_iou = torch.where(mask.reshape(-1), iou_losses, 0.0).sum() / num_fg
+    obj_targets = fg.reshape(-1, 1).to(dtype)
+    loss_obj = self.bcewithlog_loss(obj_preds.reshape(-1, 1), obj_targets).sum() / num_fg
     loss_cls = torch.where(
         mask[..., None], self.bcewithlog_loss(pick(cls_preds), cls_targets), 0.0
     ).sum() / num_fg
@@ -249,7 +257,7 @@ def _head(model):
 
 
 def install_fast_loss(model):
-    """Swap the head of `model` (a YOLOX model or its head) to the batched loss; returns the head."""
+    """Swap the head of `model` (a YOLOX model or its head) to the batched loss; return the head."""
     head = _head(model)
     cls = type(head)
     if issubclass(cls, FastLossHead):
