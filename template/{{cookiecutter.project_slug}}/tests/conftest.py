@@ -72,10 +72,17 @@ def eval_setup(tmp_path_factory):
 @pytest.fixture(scope="session")
 def deploy_onnx(deploy_setup, tmp_path_factory):
     """deploy_setup's checkpoint exported to ONNX once (decoded, dynamic batch, parity checked)."""
+    import torch
+
     from yft.deploy.cli import run_export_onnx
 
     exp, ckpt = deploy_setup
-    path, _ = run_export_onnx(exp, ckpt, tmp_path_factory.mktemp("onnx") / "best.onnx", None, True)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # see one_thread
+    try:
+        path, _ = run_export_onnx(exp, ckpt, tmp_path_factory.mktemp("onnx") / "best.onnx", None, True)
+    finally:
+        torch.set_num_threads(threads)
     return path
 
 
@@ -92,3 +99,15 @@ def same_detections():
         assert a.shape == b.shape
         np.testing.assert_allclose(canonical(a), canonical(b), atol=atol)
     return assert_same
+
+
+@pytest.fixture
+def one_thread():
+    """torch on one thread for the test: on a busy shared CI machine two spinning OpenMP
+    threads make small models many times slower (same results, far less CPU)."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

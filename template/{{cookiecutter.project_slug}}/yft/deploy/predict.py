@@ -1,15 +1,25 @@
-"""Predict on an image or a folder and draw boxes with this project's class names."""
+"""Predict on images (a file, a folder, a glob) or a video and draw boxes with this project's
+class names; optionally a COCO-results JSON of every detection.
+
+Images are read as 8-bit BGR whatever they are on disk: grayscale is repeated to three
+channels, 16-bit is scaled to 8-bit, an alpha channel is dropped, EXIF orientation applied.
+A file that cannot be read (empty, corrupted, not an image) is reported and skipped.
+"""
 
 import colorsys
+import os
+import tempfile
 from pathlib import Path
 
 import cv2
+import numpy as np
 
 from yft.data.coco_io import write_atomic
-from yft.inference import decode, letterbox
+from yft.inference import letterbox
 from yft.project import UserError
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"}
+VIDEO_SUFFIXES = {".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg"}
 
 
 def color(index):
@@ -22,50 +32,151 @@ def draw(img, detections, class_names):
     """Boxes with 'name score' labels on a copy of a BGR image."""
     out = img.copy()
     thickness = max(1, round(max(img.shape[:2]) / 400))
+    scale = max(0.4, max(img.shape[:2]) / 1600)
     for x1, y1, x2, y2, score, cls in detections.tolist():
         c = color(int(cls))
         p1, p2 = (int(x1), int(y1)), (int(x2), int(y2))
         cv2.rectangle(out, p1, p2, c, thickness)
         label = f"{class_names[int(cls)]} {score:.2f}"
-        (w, h), base = cv2.getTextSize(label, cv2.FONT_HERSHEY_SIMPLEX, 0.4, 1)
+        (w, h), base = cv2.getTextSize(label, cv2.FONT_HERSHEY_SIMPLEX, scale, 1)
         top = max(p1[1], h + base + 1)
         cv2.rectangle(out, (p1[0], top - h - base - 1), (p1[0] + w + 2, top), c, -1)
-        cv2.putText(out, label, (p1[0] + 1, top - base), cv2.FONT_HERSHEY_SIMPLEX, 0.4, (0, 0, 0), 1,
+        cv2.putText(out, label, (p1[0] + 1, top - base), cv2.FONT_HERSHEY_SIMPLEX, scale, (0, 0, 0), 1,
                     cv2.LINE_AA)
     return out
 
 
-def list_images(source):
-    """Image files of a file, a folder or a glob pattern, sorted."""
+def is_video(path):
+    return Path(path).suffix.lower() in VIDEO_SUFFIXES
+
+
+def list_sources(source):
+    """Image and video files of a file, a folder or a glob pattern, sorted."""
     source = Path(source)
+    wanted = IMAGE_SUFFIXES | VIDEO_SUFFIXES
     if source.is_file():
         return [source]
     if source.is_dir():
-        return sorted(p for p in source.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
-    matches = sorted(p for p in Path().glob(str(source)) if p.suffix.lower() in IMAGE_SUFFIXES)
+        return sorted(p for p in source.iterdir() if p.suffix.lower() in wanted and p.is_file())
+    if source.is_absolute():
+        matches = Path(source.anchor).glob(str(source.relative_to(source.anchor)))
+    else:
+        matches = Path().glob(str(source))
+    matches = sorted(p for p in matches if p.suffix.lower() in wanted and p.is_file())
     if not matches:
-        raise UserError(f"{source}: no such image, folder or pattern")
+        raise UserError(f"{source}: no such image, video, folder or pattern")
     return matches
 
 
-def predict(backend, exp, source, out_dir, conf=None):
-    """Detect on every image of `source`; write annotated copies into out_dir.
+list_images = list_sources  # the older name
 
-    A file that cannot be read is reported and skipped. Returns (written paths, skipped paths).
+
+def read_image(path):
+    """An 8-bit BGR image, or None if the file cannot be decoded."""
+    try:
+        data = np.fromfile(str(path), np.uint8)
+    except OSError:
+        return None
+    if data.size == 0:
+        return None
+    img = cv2.imdecode(data, cv2.IMREAD_COLOR)  # grayscale -> BGR, 16-bit -> 8-bit, alpha dropped
+    if img is None or img.size == 0 or min(img.shape[:2]) < 1:
+        return None
+    return img
+
+
+class Detector:
+    """Preprocess, run a backend, map boxes back to the original image."""
+
+    def __init__(self, backend, exp, conf, nms):
+        self.backend, self.exp, self.conf, self.nms = backend, exp, conf, nms
+
+    def __call__(self, img):
+        tensor, ratio = letterbox(img, self.exp.test_size)
+        dets = self.backend.detect(tensor[None], [ratio], self.conf, self.nms)[0]
+        h, w = img.shape[:2]
+        if len(dets):  # boxes may reach past the border of the image: clip them to it
+            dets[:, [0, 2]] = dets[:, [0, 2]].clip(0, w)
+            dets[:, [1, 3]] = dets[:, [1, 3]].clip(0, h)
+        return dets
+
+
+def coco_rows(dets, image_id, file_name, category_ids):
+    return [{"image_id": image_id, "file_name": file_name, "category_id": int(category_ids[int(c)]),
+             "bbox": [round(x1, 2), round(y1, 2), round(x2 - x1, 2), round(y2 - y1, 2)],
+             "score": round(s, 5)} for x1, y1, x2, y2, s, c in dets.tolist()]
+
+
+def predict_video(detector, path, target, class_names):
+    """Annotate every frame of a video into target (.mp4, written atomically).
+    Returns per-frame detections, or None when the video cannot be read."""
+    capture = cv2.VideoCapture(str(path))
+    ok, frame = capture.read()
+    if not ok or frame is None:
+        capture.release()
+        return None
+    fps = capture.get(cv2.CAP_PROP_FPS) or 25.0
+    h, w = frame.shape[:2]
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".mp4", dir=target.parent)
+    os.close(fd)
+    writer = cv2.VideoWriter(tmp, cv2.VideoWriter_fourcc(*"mp4v"), fps, (w, h))
+    frames = []
+    try:
+        while ok:
+            dets = detector(frame)
+            frames.append(dets)
+            writer.write(draw(frame, dets, class_names))
+            ok, frame = capture.read()
+        writer.release()
+        os.replace(tmp, target)
+    except BaseException:
+        writer.release()
+        os.unlink(tmp)
+        raise
+    finally:
+        capture.release()
+    return frames
+
+
+def predict(backend, exp, source, out_dir, conf=None, nms=None, on_result=None):
+    """Detect on every image or video of `source`; write annotated copies into out_dir.
+
+    Returns (written, skipped, rows): written = [(output path, detections)] (a video's
+    detections are the concatenation of its frames'), skipped = [(path, reason)], rows = COCO
+    result dicts with image_id (running number of the image or frame) and file_name.
+    on_result(target, dets) is called after each file, for progress output.
     """
     conf = exp.predict_conf if conf is None else conf
+    nms = exp.nmsthre if nms is None else nms
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    written, skipped = [], []
-    for path in list_images(source):
-        img = cv2.imread(str(path), cv2.IMREAD_COLOR)
-        if img is None or img.size == 0:
-            skipped.append(path)
-            continue
-        tensor, ratio = letterbox(img, exp.test_size)
-        dets = decode(backend(tensor[None]), [ratio], exp.num_classes, conf, exp.nmsthre)[0]
-        ok, encoded = cv2.imencode(".png", draw(img, dets, exp.class_names))
-        target = out_dir / f"{path.stem}.png"
-        write_atomic(target, encoded.tobytes())
+    detector = Detector(backend, exp, conf, nms)
+    category_ids = exp.category_ids()
+    written, skipped, rows, next_id = [], [], [], 0
+    for path in list_sources(source):
+        if is_video(path):
+            target = out_dir / f"{path.stem}.mp4"
+            frames = predict_video(detector, path, target, exp.class_names)
+            if frames is None:
+                skipped.append((path, "not a readable video"))
+                continue
+            for k, dets in enumerate(frames):
+                rows += coco_rows(dets, next_id + k, f"{path.name}#{k}", category_ids)
+            next_id += len(frames)
+            dets = np.concatenate(frames) if frames else np.zeros((0, 6), np.float32)
+        else:
+            img = read_image(path)
+            if img is None:
+                reason = "empty file" if path.stat().st_size == 0 else "not a readable image (corrupted or unsupported)"
+                skipped.append((path, reason))
+                continue
+            dets = detector(img)
+            ok, encoded = cv2.imencode(".png", draw(img, dets, exp.class_names))
+            target = out_dir / f"{path.stem}.png"
+            write_atomic(target, encoded.tobytes())
+            rows += coco_rows(dets, next_id, path.name, category_ids)
+            next_id += 1
         written.append((target, dets))
-    return written, skipped
+        if on_result:
+            on_result(target, dets)
+    return written, skipped, rows
