@@ -10,7 +10,6 @@ that sample.
 
 import random
 from collections import Counter, defaultdict
-from pathlib import Path
 
 from yft.data.convert import ImageIndex, load_coco
 from yft.project import UserError
