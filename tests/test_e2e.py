@@ -65,9 +65,9 @@ def test_life_cycle(project):
     assert json.loads(meta) == ["hard hat", "vest", 'person "worker"']
 
     image = project / "datasets" / "hats" / "val2017" / "val_00000.jpg"
-    invoke(project, "predict", str(image), "--ckpt", str(ckpt), "--conf", "0")
+    invoke(project, "predict", "--source", str(image), "--ckpt", str(ckpt), "--conf", "0")
     assert (run / "predictions" / "val_00000.png").stat().st_size > 0
-    invoke(project, "predict", str(image), "--ckpt", str(run / "best.onnx"), "--backend", "onnx",
+    invoke(project, "predict", "--source", str(image), "--ckpt", str(run / "best.onnx"), "--backend", "onnx",
            "--output", str(project / "onnx-pred"))
     assert (project / "onnx-pred" / "val_00000.png").is_file()
 

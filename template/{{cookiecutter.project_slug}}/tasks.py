@@ -393,7 +393,7 @@ def export_trt(c, exp=None, ckpt=None, onnx=None, output=None, fp16=False, int8=
                    min_batch, opt_batch, max_batch, workspace, nms)
 
 
-@task(help={"source": "Image, folder, glob pattern or video (also as --source)", "exp": "Exp file",
+@task(help={"source": "Image, folder, glob pattern (quoted) or video", "exp": "Exp file",
             "ckpt": "Checkpoint, .onnx or .engine (default: the run's best.*)",
             "backend": "torch, onnx or trt",
             "conf": "Score threshold (default: the Exp's predict_conf)",
@@ -401,11 +401,13 @@ def export_trt(c, exp=None, ckpt=None, onnx=None, output=None, fp16=False, int8=
             "save_json": "Also write predictions.json (COCO results format)",
             "output": "Folder for the annotated images and videos", "device": "auto, cpu, cuda, mps"})
 @friendly
-def predict(c, source, exp=None, ckpt=None, backend="torch", conf=-1.0, nms=-1.0, save_json=False,
+def predict(c, source=None, exp=None, ckpt=None, backend="torch", conf=-1.0, nms=-1.0, save_json=False,
             output=None, device="auto"):
     """Draw detections with this project's class names on images or a video."""
     from yft.deploy.cli import run_predict
     from yft.device import pick_device
+    if not source:
+        raise Exit("error: --source is required: an image, a folder, a glob pattern or a video", code=1)
     run_predict(_exp(exp), pick_device(device), source, ckpt, backend, None if conf < 0 else conf, output,
                 None if nms < 0 else nms, save_json)
 

@@ -2,8 +2,9 @@
 plus NMS, on real images; latency p50/p95 per batch, throughput, and peak memory.
 
 Peak memory: on CUDA, torch's peak allocated memory during the runs; on CPU, how far the
-process's resident memory rose above its level before the runs (sampled every 2 ms), i.e. the
-activations and workspace of that backend at that batch size, not the weights loaded before.
+process's resident memory rose above its level before the runs (warm-up included, sampled every
+2 ms): the activations and workspace of that backend at that batch size, not the weights loaded
+before. Allocators keep memory, so a row run after a larger one of the same backend reads low.
 """
 
 import threading
@@ -72,14 +73,14 @@ def measure(backend, exp, images, batch_size, min_time=1.0, min_iters=5, max_ite
     import torch
 
     batch = [images[i % len(images)] for i in range(batch_size)]
-    for _ in range(warmup):
-        run_batch(backend, exp, batch)
     cuda = device is not None and device.type == "cuda"
     if cuda:
         torch.cuda.synchronize(device)
         torch.cuda.reset_peak_memory_stats(device)
     times = []
-    with PeakRss() as rss:
+    with PeakRss() as rss:  # warm-up included: first runs allocate the workspace
+        for _ in range(warmup):
+            run_batch(backend, exp, batch)
         start = time.perf_counter()
         while len(times) < max_iters and (len(times) < min_iters or time.perf_counter() - start < min_time):
             t0 = time.perf_counter()
