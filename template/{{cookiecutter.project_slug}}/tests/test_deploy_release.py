@@ -4,6 +4,7 @@ and nothing is written; on success a versioned folder with weights, ONNX, metric
 import copy
 import json
 import shutil
+from pathlib import Path
 
 import pytest
 import torch
@@ -60,8 +61,8 @@ def test_release_folder_with_model_card(run):
     metrics = json.loads((final / "metrics.json").read_text())
     assert metrics["split"] == "test" and metrics["speed_release"]["batch_size"] == 2
 
-    robustness = ckpt.parent / "robustness" / "robustness.json"
-    robustness.parent.mkdir()
+    robustness = Path(exp.output_dir) / exp.exp_name / "robustness_test" / "robustness.json"  # `invoke robustness`
+    robustness.parent.mkdir(parents=True)
     robustness.write_text("{}")
     exp.release_require_robustness = True
     second = release(exp, CPU, ckpt)

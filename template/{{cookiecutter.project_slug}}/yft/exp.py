@@ -171,7 +171,7 @@ class FinetuneExp(YoloxExp):
         self.release_latency_batch = 1
         # Maximum size of the deployed model file (MB; the ONNX model, or the weights without one).
         self.release_max_model_mb = 100.0
-        # Require a robustness run (runs/<exp>/train/robustness/robustness.json) before release.
+        # Require a robustness run (`invoke robustness`: runs/<exp>/robustness_<split>/robustness.json).
         self.release_require_robustness = True
 
     # ------------------------------------------------------------------ derived values

@@ -48,6 +48,8 @@ def run_export_trt(exp, device, ckpt, onnx, output, fp16=False, int8=False, cali
     from yft.deploy.accuracy import split_map
     from yft.inference import TrtBackend, onnx_metadata
 
+    if nms not in (None, "trt"):
+        raise UserError(f"--nms {nms}: an engine takes TensorRT's own NMS only (--nms trt)")
     if onnx:
         onnx_path = Path(onnx)
         if not onnx_path.is_file():
@@ -55,6 +57,9 @@ def run_export_trt(exp, device, ckpt, onnx, output, fp16=False, int8=False, cali
         meta = onnx_metadata(onnx_path)
         if meta.get("class_names") and meta["class_names"] != json.dumps(list(exp.class_names), ensure_ascii=False):
             raise UserError(f"{onnx_path}: its class names are not this Exp's; export it again")
+        if meta.get("nms") == "onnx":
+            raise UserError(f"{onnx_path}: has ONNX NonMaxSuppression inside (variable-size output); "
+                            "export with --nms trt or without --nms for TensorRT")
         report = None
     else:
         onnx_path, _ = run_export_onnx(exp, ckpt, None, None, True, True, nms)

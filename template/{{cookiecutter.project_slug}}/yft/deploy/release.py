@@ -5,7 +5,8 @@ Checks (thresholds are Exp settings, see "evaluation and deployment" in yft/exp.
   speed       p50 end-to-end latency on release_latency_backend at release_latency_batch
               <= release_max_latency_ms
   size        the deployed model file (ONNX, else the weights) <= release_max_model_mb
-  robustness  a robustness run exists (required when release_require_robustness)
+  robustness  a robustness run exists (runs/<exp>/robustness_<split>/robustness.json, from
+              `invoke robustness`; required when release_require_robustness)
 All checks run; if any misses, the list of misses is printed and nothing is written. Otherwise
 runs/<exp>/release/v<N>/ is written in one step (built aside, then renamed): weights, ONNX
 (+ parity report), TensorRT engine (+ sidecar) if built, metrics, checks, and MODEL_CARD.md.
@@ -22,11 +23,11 @@ from yft.project import UserError, relative, run_dir
 
 def robustness_report(exp, ckpt):
     """The newest robustness results of this run, or None."""
-    folders = [Path(ckpt).parent, run_dir(exp, "train"), run_dir(exp, "robustness")]
-    candidates = []
-    for folder in folders:
+    # `invoke robustness` writes runs/<exp>/robustness_<split>/robustness.json; a robustness/
+    # folder next to the checkpoint counts too.
+    candidates = sorted(run_dir(exp, "train").parent.glob("robustness*/robustness.json"))
+    for folder in (Path(ckpt).parent, run_dir(exp, "train")):
         candidates += [folder / "robustness" / "robustness.json", folder / "robustness.json"]
-        candidates += sorted(folder.glob("robustness*/*.json"))
     found = [p for p in candidates if p.is_file()]
     return max(found, key=lambda p: p.stat().st_mtime) if found else None
 
@@ -102,7 +103,7 @@ def gate(exp, device, ckpt, batch_size=8):
         check("robustness", True, f"robustness run found: {relative(robustness)}")
     else:
         check("robustness", not exp.release_require_robustness,
-              "no robustness run found (runs/<exp>/train/robustness/robustness.json)"
+              "no robustness run found (`invoke robustness` writes runs/<exp>/robustness_<split>/robustness.json)"
               + ("" if exp.release_require_robustness else "; not required by the Exp"))
     evidence["onnx"] = onnx_path if onnx_path.is_file() else None
     evidence["engine"] = engine_path if engine_path.is_file() else None
