@@ -25,6 +25,15 @@ STRIDES = (8, 16, 32)
 LOSS_RTOL, GRAD_RTOL, GRAD_ATOL = 1e-6, 5e-6, 1e-9
 
 
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """Small tensors: one thread is faster, and much faster on a busy machine (no OpenMP spin)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 class TieBrokenHead(YOLOXHead):
     """YOLOX's head; only the top-k of `dynamic_k_matching` breaks cost ties by anchor index."""
 
@@ -92,11 +101,12 @@ def random_batch(gen, size, counts, num_classes, boxes="mixed", logits="random")
 
 def reference_assignments(head, outputs, labels, size):
     """YOLOX's own per-image get_assignments: fg [B, A], matched gt [B, A], pred IoU [B, A]."""
-    xs, ys, ss = (torch.cat(t, 1) for t in grids(size))
+    xs, ys, ss = (torch.cat(t, 1).to(outputs.device) for t in grids(size))
     B, A = outputs.shape[:2]
     bbox, obj, cls = outputs[:, :, :4], outputs[:, :, 4:5], outputs[:, :, 5:]
-    fg = torch.zeros(B, A, dtype=torch.bool)
-    matched, ious = torch.zeros(B, A, dtype=torch.int64), torch.zeros(B, A)
+    fg = torch.zeros(B, A, dtype=torch.bool, device=outputs.device)
+    matched = torch.zeros(B, A, dtype=torch.int64, device=outputs.device)
+    ious = torch.zeros(B, A, device=outputs.device)
     nlabel = (labels.sum(dim=2) > 0).sum(dim=1)
     for b in range(B):
         n = int(nlabel[b])
@@ -109,10 +119,10 @@ def reference_assignments(head, outputs, labels, size):
 
 
 def fast_assignments(outputs, labels, size, num_classes):
-    xs, ys, ss = (torch.cat(t, 1)[0] for t in grids(size))
+    xs, ys, ss = (torch.cat(t, 1)[0].to(outputs.device) for t in grids(size))
     nlabel = (labels.sum(dim=2) > 0).sum(dim=1)
     G = max(int(nlabel.max()), 1)
-    valid = torch.arange(G) < nlabel[:, None]
+    valid = torch.arange(G, device=labels.device) < nlabel[:, None]
     return simota_assign(labels[:, :G, 1:5], labels[:, :G, 0].long(), valid, outputs[:, :, :4],
                          outputs[:, :, 5:], outputs[:, :, 4:5], xs, ys, ss, num_classes)
 
@@ -136,11 +146,15 @@ CASES = {
 }
 
 
+DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+
+
+@pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("case", list(CASES))
-def test_assignments_identical_to_yolox(case):
+def test_assignments_identical_to_yolox(case, device):
     size, counts, C, boxes, logits = CASES[case]
     gen = torch.Generator().manual_seed(sorted(CASES).index(case))
-    outputs, _, labels = random_batch(gen, size, counts, C, boxes, logits)
+    outputs, _, labels = (t.to(device) for t in random_batch(gen, size, counts, C, boxes, logits))
     ref = reference_assignments(TieBrokenHead(C, width=0.125), outputs, labels, size)
     assert_same_assignments(fast_assignments(outputs, labels, size, C), ref)
     assert int(ref[0].sum()) > 0 or sum(counts) == 0
