@@ -31,7 +31,8 @@ def run_export_onnx(exp, ckpt, output, opset, dynamic_batch, decode=True, nms=No
     write_json(parity_path(output), report, indent=2)
     graph = f"{'decoded' if decode else 'raw head'}{', NMS ' + nms if nms else ''}"
     print(f"wrote {relative(output)} ({output.stat().st_size / 2**20:.1f} MB, {graph}); onnxruntime vs "
-          f"torch on {report['images']} validation images: boxes within {report['box_diff']:.1e}, "
+          f"torch on {report['images']} validation images: boxes within {report['box_diff']:.1e} "
+          f"({report['box_rel_diff']:.1e} relative), "
           f"scores within {report['score_diff']:.1e}")
     if report["map_torch"] is not None:
         print(f"mAP50:95 on {report['map_images']} validation images: torch {report['map_torch']:.4f}, "

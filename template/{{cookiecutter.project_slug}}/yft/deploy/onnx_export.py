@@ -222,7 +222,8 @@ def check_parity(model, exp, onnx_path, base=None, decode=True, box_px=1e-2, box
         if not (box_ok and score_diff <= score_abs):
             raise UserError(f"{onnx_path}: onnxruntime output differs from torch (boxes up to "
                             f"{box_diff:.2e}, scores up to {score_diff:.2e})")
-        report = {"box_diff": box_diff, "score_diff": score_diff, "images": len(images),
+        box_rel = float((diff[..., :4] / np.maximum(np.abs(expected[..., :4]), 1.0)).max())
+        report = {"box_diff": box_diff, "box_rel_diff": box_rel, "score_diff": score_diff, "images": len(images),
                   "map_torch": None, "map_onnx": None, "map_images": 0, "notes": []}
         try:
             torch_map = split_map(TorchBackend(model, torch.device("cpu")), exp, "val", exp.parity_images)
