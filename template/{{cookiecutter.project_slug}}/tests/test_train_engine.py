@@ -32,6 +32,7 @@ def weights(path, key="train_model"):
     return load_checkpoint(path)[key]
 
 
+@pytest.mark.slow
 def test_head_strategy_trains_only_the_head(sample_exp, tmp_path):
     exp = tiny(sample_exp, strategy="head", ema=False)
     start = exp.get_model().state_dict()
@@ -45,6 +46,7 @@ def test_head_strategy_trains_only_the_head(sample_exp, tmp_path):
     assert (out / "pretrained_start.pth").is_file()  # the starting weights are kept
 
 
+@pytest.mark.slow
 def test_progressive_unfreezes_on_schedule(sample_exp):
     exp = tiny(sample_exp, max_epoch=2, progressive_schedule=(("neck", 1), ("dark5", 5), ("dark4", 5),
                                                                ("dark3", 5), ("dark2", 5), ("stem", 5)))
@@ -88,6 +90,7 @@ def test_replace_mode_renames_coco_slots(exp):
     assert exp.category_ids() == list(COCO_CATEGORY_IDS)
 
 
+@pytest.mark.slow
 def test_resume_continues_exactly(sample_exp, tmp_path):
     # Multiscale on (its RNG must resume too); validation only at the end, to keep this quick.
     settings = {"max_epoch": 3, "deterministic": True, "multiscale": True, "eval_interval": 3}
