@@ -54,6 +54,8 @@ def parse_args(argv=None):
     p.add_argument("--channels-last", action="store_true", help="channels_last model and images")
     p.add_argument("--fused", action="store_true", help="fused SGD (CUDA)")
     p.add_argument("--compile", action="store_true", help="torch.compile the backbone")
+    p.add_argument("--threads", type=int, default=None,
+                   help="CPU threads (torch.set_num_threads); 1 is steadier on a busy machine")
     p.add_argument("--no-memory", action="store_true", help="skip the peak memory measurement")
     p.add_argument("--memory-child", default=None, help=argparse.SUPPRESS)
     return p.parse_args(argv)
@@ -203,6 +205,8 @@ def describe(args):
 
 def main(argv=None):
     args = parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
     if args.memory_child:
         targets, fast = (int(v) for v in args.memory_child.split(","))
         print(json.dumps({"peak": peak_memory_child(args, targets, bool(fast))}))

@@ -118,13 +118,14 @@ def reference_assignments(head, outputs, labels, size):
     return fg, matched, ious
 
 
-def fast_assignments(outputs, labels, size, num_classes):
+def fast_assignments(outputs, labels, size, num_classes, compact=None):
     xs, ys, ss = (torch.cat(t, 1)[0].to(outputs.device) for t in grids(size))
     nlabel = (labels.sum(dim=2) > 0).sum(dim=1)
     G = max(int(nlabel.max()), 1)
     valid = torch.arange(G, device=labels.device) < nlabel[:, None]
     return simota_assign(labels[:, :G, 1:5], labels[:, :G, 0].long(), valid, outputs[:, :, :4],
-                         outputs[:, :, 5:], outputs[:, :, 4:5], xs, ys, ss, num_classes)
+                         outputs[:, :, 5:], outputs[:, :, 4:5], xs, ys, ss, num_classes,
+                         compact=compact)
 
 
 def assert_same_assignments(ours, ref):
@@ -149,14 +150,15 @@ CASES = {
 DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
 
 
+@pytest.mark.parametrize("compact", [True, False], ids=["candidates-only", "all-anchors"])
 @pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("case", list(CASES))
-def test_assignments_identical_to_yolox(case, device):
+def test_assignments_identical_to_yolox(case, device, compact):
     size, counts, C, boxes, logits = CASES[case]
     gen = torch.Generator().manual_seed(sorted(CASES).index(case))
     outputs, _, labels = (t.to(device) for t in random_batch(gen, size, counts, C, boxes, logits))
     ref = reference_assignments(TieBrokenHead(C, width=0.125), outputs, labels, size)
-    assert_same_assignments(fast_assignments(outputs, labels, size, C), ref)
+    assert_same_assignments(fast_assignments(outputs, labels, size, C, compact), ref)
     assert int(ref[0].sum()) > 0 or sum(counts) == 0
 
 

@@ -4,7 +4,8 @@ YOLOX computes its training loss image by image: for each image a Python loop bu
 prior, the cost matrix and the dynamic-k matching (`get_assignments`), with a dozen host syncs
 each. On a GPU that loop, not the network, is most of a training step. This module does the same
 computation for all images of the batch at once, on [batch, gt slot, anchor] tensors padded to the
-batch's largest box count, with one host sync per step (reading the box counts).
+batch's largest box count, with one host sync per step on GPUs (reading the box counts; on CPU,
+where syncs cost nothing, it also reads the candidate anchors to skip work on the others).
 
 Contract
 --------
@@ -64,36 +65,54 @@ def _sortable_key(cost):
     return bits.to(torch.int64) * (1 << 32) + index
 
 
-def _cls_cost(cls_preds, obj_preds, gt_classes, num_classes, chunk_elements=CHUNK_ELEMENTS):
-    """Per (image, gt, anchor): YOLOX's classification cost, bit for bit.
+def _bce_rows(cls_preds, obj_preds, gt_classes, classes):
+    """Summed BCE rows for anchors [..., C] against gts [..., G] of the same leading shape."""
+    p = (cls_preds.float().sigmoid() * obj_preds.float().sigmoid()).sqrt()
+    neg = F.binary_cross_entropy(p, p.new_zeros(()).expand_as(p), reduction="none")
+    pos = F.binary_cross_entropy(p, p.new_ones(()).expand_as(p), reduction="none")
+    del p
+    if len(classes) <= gt_classes.shape[-1]:  # one row per class, then pick each gt's
+        eye = classes[:, None] == classes[None, :]  # [class of the row, class]
+        rows = torch.where(eye, pos[..., None, :], neg[..., None, :]).sum(-1)  # [..., C]
+        return rows.gather(-1, gt_classes)
+    onehot = gt_classes[..., None] == classes  # [..., G, C]
+    return torch.where(onehot, pos[..., None, :], neg[..., None, :]).sum(-1)  # [..., G]
+
+
+def _cls_cost(cls_preds, obj_preds, gt_classes, num_classes, candidate,
+              chunk_elements=CHUNK_ELEMENTS, compact=None):
+    """[b, G, A]: YOLOX's classification cost at the candidate anchors, bit for bit.
 
     YOLOX sums BCE(sqrt(sigmoid(cls) * sigmoid(obj)), one_hot(gt class)) over the classes. The
     rows differ between gts only in the gt's class, so each row is assembled from the BCE against
     all-zeros and against all-ones, then summed over the same contiguous class axis YOLOX sums.
-    With no more classes than box slots, one row per class is summed and gathered (cheaper). The
-    rows are built for a slice of the batch at a time, at most `chunk_elements` floats.
+    With no more classes than box slots, one row per class is summed and gathered (cheaper).
+    Rows are built for at most `chunk_elements` floats at a time. compact (default: on CPU,
+    where reading the candidate count costs nothing) builds rows for the candidate anchors only;
+    otherwise for every anchor, with no host sync. Non-candidate entries are meaningless.
     """
     B, G = gt_classes.shape
     A, C = cls_preds.shape[1], num_classes
-    per_class = C <= G
-    chunk = max(1, chunk_elements // (A * C * (C if per_class else G)))
     classes = torch.arange(C, device=cls_preds.device)
-    cost = torch.empty(B, G, A, device=cls_preds.device)
+    row = C * min(C, G)  # floats per anchor: a row per gt, or per class when fewer
+    if compact is None:
+        compact = cls_preds.device.type == "cpu"
     with torch.autocast("cuda", enabled=False):  # as YOLOX: torch.cuda.amp.autocast(enabled=False)
-        for s in range(0, B, chunk):
-            part = slice(s, s + chunk)
-            p = (cls_preds[part].float().sigmoid() * obj_preds[part].float().sigmoid()).sqrt()
-            neg = F.binary_cross_entropy(p, p.new_zeros(()).expand_as(p), reduction="none")
-            pos = F.binary_cross_entropy(p, p.new_ones(()).expand_as(p), reduction="none")
-            del p
-            if per_class:
-                eye = classes[:, None] == classes[None, :]  # [class of the row, class]
-                rows = torch.where(eye, pos[:, :, None, :], neg[:, :, None, :]).sum(-1)  # [b, A, C]
-                index = gt_classes[part, None, :].expand(-1, A, -1)
-                cost[part] = rows.gather(2, index).transpose(1, 2)
-            else:
-                onehot = (gt_classes[part, :, None] == classes)[:, :, None, :]  # [b, G, 1, C]
-                cost[part] = torch.where(onehot, pos[:, None], neg[:, None]).sum(-1)
+        if compact:
+            cost = torch.zeros(B, G, A, device=cls_preds.device)
+            b_idx, a_idx = candidate.nonzero(as_tuple=True)
+            step = max(1, chunk_elements // row)
+            for s in range(0, len(b_idx), step):
+                bi, ai = b_idx[s:s + step], a_idx[s:s + step]
+                cost[bi, :, ai] = _bce_rows(cls_preds[bi, ai], obj_preds[bi, ai], gt_classes[bi],
+                                            classes)
+            return cost
+        cost = torch.empty(B, G, A, device=cls_preds.device)
+        step = max(1, chunk_elements // (A * row))
+        for s in range(0, B, step):
+            part = slice(s, s + step)
+            index = gt_classes[part, None, :].expand(-1, A, -1)
+            cost[part] = _bce_rows(cls_preds[part], obj_preds[part], index, classes).transpose(1, 2)
     return cost
 
 
@@ -126,14 +145,15 @@ def _geometry(gt, x_centers, y_centers, strides):
 
 @torch.no_grad()
 def simota_assign(gt_boxes, gt_classes, valid, bbox_preds, cls_preds, obj_preds,
-                  x_shifts, y_shifts, strides, num_classes, chunk_elements=CHUNK_ELEMENTS):
+                  x_shifts, y_shifts, strides, num_classes, chunk_elements=CHUNK_ELEMENTS,
+                  compact=None):
     """SimOTA for all images at once, no host sync.
 
     gt_boxes [b, G, 4] (cx, cy, w, h), gt_classes [b, G] int64, valid [b, G] bool (padding slots
     False); predictions [b, A, 4 / C / 1] as the head decodes them; x_shifts, y_shifts, strides [A]
-    (grid cell and stride of each anchor); chunk_elements: see `_cls_cost`. Returns fg [b, A]
-    bool, matched gt slot [b, A] int64 (meaningful where fg) and the IoU of each anchor with its
-    matched gt [b, A].
+    (grid cell and stride of each anchor); chunk_elements, compact: see `_cls_cost`. Returns
+    fg [b, A] bool, matched gt slot [b, A] int64 (meaningful where fg) and the IoU of each anchor
+    with its matched gt [b, A].
     """
     b, G = gt_classes.shape
     A = bbox_preds.shape[1]
@@ -146,7 +166,7 @@ def simota_assign(gt_boxes, gt_classes, valid, bbox_preds, cls_preds, obj_preds,
 
     ious = _pairwise_iou(gt_boxes, bbox_preds)
     cost = (
-        _cls_cost(cls_preds, obj_preds, gt_classes, num_classes, chunk_elements)
+        _cls_cost(cls_preds, obj_preds, gt_classes, num_classes, candidate, chunk_elements, compact)
         + 3.0 * -torch.log(ious + 1e-8)
         + 100000.0 * (~box_and_center)
     )
