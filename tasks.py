@@ -92,7 +92,7 @@ def demo(c, dest="demo-project", epochs=DEMO_ANSWERS["epochs"]):
         c.run(f"{py} train --device cpu {settings}", echo=True)
         result = c.run(f"{py} eval --device cpu", echo=True)
         c.run(f"{py} export-onnx", echo=True)
-        c.run(f"{py} predict datasets/shapes_demo/test2017/test_00000.jpg --device cpu", echo=True)
+        c.run(f"{py} predict --source datasets/shapes_demo/test2017/test_00000.jpg --device cpu", echo=True)
     run = dest / "runs" / "shapes_demo_yolox_nano" / "train"
     headline = next((line for line in result.stdout.splitlines() if line.startswith("mAP50:95")), "")
     print(f"\ndemo done in {(time.perf_counter() - started) / 60:.1f} min: {headline}")

@@ -1,6 +1,7 @@
 """ONNX export: metadata, checker, dynamic batch, decode / no-decode, NMS in the graph (ONNX and
 TensorRT forms) with YOLOX's semantics, and the enforced parity check against torch."""
 
+import copy
 import json
 
 import numpy as np
@@ -21,6 +22,8 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 def exported(deploy_setup, deploy_onnx, tmp_path_factory):
     """The checkpoint exported twice: decoded (the shared export) and with ONNX NMS in the graph."""
     exp, ckpt = deploy_setup
+    exp = copy.copy(exp)
+    exp.deploy_max_det = 10_000  # more than the anchors: the graph may keep every box torch keeps
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # see the one_thread fixture
     try:
@@ -64,8 +67,6 @@ def test_nms_in_graph_gives_the_same_detections_as_torch(exported, same_detectio
     torch_dets = TorchBackend(load_model(exp, ckpt), torch.device("cpu")).detect(images, [1.0, 0.5], 0.5, exp.nmsthre)
     graph_dets = OnnxBackend(nms).detect(images, [1.0, 0.5], 0.5, exp.nmsthre)
     assert sum(len(d) for d in torch_dets) > 0
-    # the graph keeps at most deploy_max_det boxes per class: stay below that to compare all
-    assert max(np.bincount(d[:, 5].astype(int)).max() for d in torch_dets if len(d)) < exp.deploy_max_det
     for want, got in zip(torch_dets, graph_dets):
         same_detections(got, want)
     with pytest.raises(UserError, match="NMS runs inside"):
