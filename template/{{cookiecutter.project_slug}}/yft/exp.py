@@ -116,6 +116,10 @@ class FinetuneExp(YoloxExp):
         # Batched SimOTA assignment and loss (same results as YOLOX's, much faster); False
         # uses YOLOX's own per-image implementation.
         self.fast_loss = True
+        # Step speed-ups that change no result: channels_last memory layout (faster convs on
+        # recent GPUs) and torch.compile of the backbone and neck (minutes of compile first).
+        self.channels_last = False
+        self.compile = False
 
         # ---------------- sampling and augmentation extras ---------------- #
         # Repeat-factor sampling of images with rare classes (LVIS's t, e.g. 0.1; 0: off).

@@ -119,14 +119,20 @@ def train(exp, device, ckpt=None, resume=False, smoke=False, batch_size=None, am
         if distributed.is_main():
             log(f"kept a copy of the starting weights: {relative(backup_weights(ckpt, out_dir))}")
     model.to(device)
+    if exp.channels_last:
+        model.to(memory_format=torch.channels_last)
     distributed.broadcast_model(model)
 
-    optimizer = build_optimizer(model, exp)
+    optimizer = build_optimizer(model, exp, device)
     schedule = LRSchedule(exp, exp.basic_lr_per_img * batch_size * max(1, exp.accumulate), iters_per_epoch)
     ema = None
     if exp.ema:
         from yolox.utils import ModelEMA
         ema = ModelEMA(model, exp.ema_decay)
+    if exp.compile:
+        # Compile the forward of backbone + neck in place (after the EMA copied the model, so the
+        # EMA keeps the plain forward); module names and checkpoints stay unchanged.
+        model.backbone.forward = torch.compile(model.backbone.forward)
     trainer = Trainer(exp, model, optimizer, schedule, loader, device, iters_per_epoch,
                       ema=ema, amp_dtype=amp_dtype)
 

@@ -121,6 +121,8 @@ class Trainer:
         started = time.perf_counter()
         images, targets, _, _ = next(self._data)
         images = images.to(self.device, non_blocking=True).float()
+        if self.exp.channels_last:
+            images = images.contiguous(memory_format=torch.channels_last)
         targets = targets.to(self.device, non_blocking=True).float()
         loaded = time.perf_counter()
         if self.input_size != tuple(self.exp.input_size):  # multiscale: resize batch and boxes
