@@ -132,6 +132,8 @@ def main():
     images, yolo, voc = generate(root, args.n)
     print(f"dataset: {args.n} images, {(root / 'done').read_text()} boxes in {root} "
           f"({time.perf_counter() - t:.1f} s to generate or find)")
+    print(f"load average before: {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores "
+          "(timings of a loaded machine are noisy: compare the ratio, measured in the same run)")
     env = dict(os.environ, PYTHONPATH=str(PROJECT))
     failed = False
     for fmt, src in (("yolo", yolo), ("voc", voc)):
@@ -146,6 +148,7 @@ def main():
         o, g = statistics.median(times["ours"]), statistics.median(times["globox"])
         print(f"{fmt} -> COCO: ours {o:.2f} s ({n_ours} images: negatives kept), globox {g:.2f} s "
               f"({n_theirs} images); same boxes: {same}; speed ratio {g / o:.1f}x")
+    print(f"load average after: {os.getloadavg()[0]:.1f}")
     n, one, every = validate_scaling(images)
     print(f"validate (full decode + hashes) of {n} JPEGs: 1 process {one:.2f} s, "
           f"{os.cpu_count()} processes {every:.2f} s ({one / every:.1f}x)")

@@ -19,10 +19,12 @@ Coordinate conventions:
     pixel): x = left, w = right - left. Label Studio gives percentages of the image size.
 """
 
+import json
 import os
 import re
 from collections import Counter
-from concurrent.futures import ProcessPoolExecutor
+from functools import partial
+from json.encoder import encode_basestring as _json_str  # what json.dumps(ensure_ascii=False) uses
 from pathlib import Path
 
 from yft.data.coco_io import read_json, write_atomic
@@ -114,11 +116,27 @@ class ImageIndex:
         self.root = Path(root)
         self.files = _walk(root, is_image_name)
         self.known = set(self.files)
-        self.by_name, self.by_stem = {}, {}
+        self._by_name = self._by_stem = None
+
+    def _lookups(self):
+        # built on first use: most conversions find every image by its relative path
+        self._by_name, self._by_stem = {}, {}
         for rel in self.files:
             base = rel.rsplit("/", 1)[-1]
-            self.by_name.setdefault(base, []).append(rel)
-            self.by_stem.setdefault(os.path.splitext(rel)[0], []).append(rel)
+            self._by_name.setdefault(base, []).append(rel)
+            self._by_stem.setdefault(os.path.splitext(rel)[0], []).append(rel)
+
+    @property
+    def by_name(self):
+        if self._by_name is None:
+            self._lookups()
+        return self._by_name
+
+    @property
+    def by_stem(self):
+        if self._by_stem is None:
+            self._lookups()
+        return self._by_stem
 
     def find(self, name, where):
         """The relative path of the image called `name` (a path, a file name or a stem)."""
@@ -143,12 +161,49 @@ def _size(path):
         raise UserError(f"{path}: {err}") from None
 
 
+def _read_file(path, binary=False):
+    """A label file's bytes (or UTF-8 text); UserError naming it when unreadable.
+    os.open/os.read: no buffered file object, about half the cost of open() on small files.
+    The first read asks for 64 KiB: a larger buffer is mmap-ed, shrunk and unmapped by malloc
+    (three more system calls per file); a short read of a regular file is its end."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            data = os.read(fd, 65536)
+            if len(data) == 65536:
+                parts = [data]
+                while data:
+                    data = os.read(fd, 1 << 20)
+                    parts.append(data)
+                data = b"".join(parts)
+        finally:
+            os.close(fd)
+    except OSError as err:
+        raise UserError(f"{path}: cannot read ({err.strerror})") from None
+    if binary:
+        return data
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise UserError(f"{path}: not UTF-8 text") from None
+
+
+def _workers():
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        cores = os.cpu_count() or 1
+    return min(cores, 8)
+
+
 def _run_chunks(func, items, workers=None):
     """func(item) for every item, in processes for large inputs; results in order.
     The first UserError (in input order) is raised."""
-    workers = workers or min(os.cpu_count() or 1, 8)
+    workers = workers or _workers()
     if len(items) < 2000 or workers < 2:
         return [func(item) for item in items]
+    from concurrent.futures import ProcessPoolExecutor  # imported only when used
+
     size = max(1, -(-len(items) // (workers * 4)))
     chunks = [items[i:i + size] for i in range(0, len(items), size)]
     results = []
@@ -206,6 +261,42 @@ class CocoBuilder:
                 "categories": self.classes.categories()}
 
 
+class CocoText:
+    """CocoBuilder's output for the YOLO and VOC converters, kept as JSON text: workers format
+    each box (`"bbox":[...],"area":...,"iscrowd":0...}`), this adds the ids. The bytes written are
+    those json.dumps(builder.coco(...), separators=(",", ":"), ensure_ascii=False) would give."""
+
+    def __init__(self, classes):
+        self.classes = classes
+        self.images, self.annotations = [], []
+        self.annotated = 0
+
+    def add_image(self, file_name, width, height):
+        image_id = len(self.images) + 1
+        self.images.append('{"id":%d,"file_name":%s,"width":%d,"height":%d}'
+                           % (image_id, _json_str(file_name), int(width), int(height)))
+        return image_id
+
+    def add_boxes(self, image_id, boxes):
+        """boxes: ',"category_id":...}' strings (the annotation after its ids)."""
+        if boxes:
+            self.annotated += 1
+            first = len(self.annotations) + 1
+            head = ',"image_id":%d' % image_id
+            self.annotations += ['{"id":%d%s%s' % (first + i, head, box) for i, box in enumerate(boxes)]
+
+    def text(self, source):
+        dumps = partial(json.dumps, ensure_ascii=False, separators=(",", ":"))
+        return "".join(('{"info":', dumps({"description": f"converted from {source} by yft"}),
+                        ',"images":[', ",".join(self.images), '],"annotations":[',
+                        ",".join(self.annotations), '],"categories":',
+                        dumps(self.classes.categories()), "}"))
+
+
+def _json_number(value):
+    return json.dumps(value)  # Infinity / NaN as json.dumps writes them; repr() otherwise
+
+
 # ------------------------------------------------------------------ YOLO
 
 
@@ -239,9 +330,13 @@ def yolo_class_names(src, fallback):
     return list(fallback), None
 
 
-def parse_yolo_text(text, path, num_classes, width, height):
-    """[(class_index, x, y, w, h) in pixels] from a YOLO label file's text."""
-    boxes = []
+def parse_yolo_text(text, path, num_classes, width, height, category=None):
+    """[(class_index, x, y, w, h) in pixels] from a YOLO label file's text.
+
+    With `category` (a list: per class index, the category id as JSON text, None for a dropped
+    class or an error message naming no file), the result is instead ([',"category_id":...}'
+    JSON text per box], [class indices of dropped boxes])."""
+    boxes, dropped = [], []
     for number, line in enumerate(text.splitlines(), 1):
         fields = line.split()
         if not fields:
@@ -249,33 +344,39 @@ def parse_yolo_text(text, path, num_classes, width, height):
         if len(fields) != 5:
             raise UserError(f"{path}:{number}: expected 5 fields (class cx cy w h), found {len(fields)}")
         try:
-            values = [float(v) for v in fields[1:]]
+            cx, cy, w, h = float(fields[1]), float(fields[2]), float(fields[3]), float(fields[4])
             index = int(fields[0])
         except ValueError:
             raise UserError(f"{path}:{number}: not a number in {line.strip()!r}") from None
-        if not all(0.0 <= v <= 1.0 for v in values):  # also false for NaN
+        if not (0.0 <= cx <= 1.0 and 0.0 <= cy <= 1.0 and 0.0 <= w <= 1.0 and 0.0 <= h <= 1.0):
+            # also false for NaN
             raise UserError(f"{path}:{number}: coordinates must be normalised to [0, 1], found {line.strip()!r}")
         if not 0 <= index < num_classes:
             raise UserError(f"{path}:{number}: unknown class index {index} ({num_classes} classes)")
-        cx, cy, w, h = values
-        boxes.append((index, round((cx - w / 2) * width, 3), round((cy - h / 2) * height, 3),
-                      round(w * width, 3), round(h * height, 3)))
-    return boxes
+        x, y = round((cx - w / 2) * width, 3), round((cy - h / 2) * height, 3)
+        w, h = round(w * width, 3), round(h * height, 3)
+        if category is None:
+            boxes.append((index, x, y, w, h))
+            continue
+        cid = category[index]
+        if cid is None:
+            dropped.append(index)
+        elif cid[0] != ",":
+            raise UserError(f"{path}: class index {index} {cid}")
+        else:
+            # repr of a finite float is what json.dumps writes
+            boxes.append('%s,"bbox":[%r,%r,%r,%r],"area":%r,"iscrowd":0}' % (cid, x, y, w, h, round(w * h, 3)))
+    return boxes if category is None else (boxes, dropped)
 
 
-def _yolo_item(item):
-    image, label, num_classes = item
+def _yolo_item(context, item):
+    num_classes, category = context
+    image, label = item
     width, height = _size(image)
     if label is None:
         return width, height, None
-    try:
-        with open(label, encoding="utf-8") as f:
-            text = f.read()
-    except UnicodeDecodeError:
-        raise UserError(f"{label}: not UTF-8 text") from None
-    except OSError as err:
-        raise UserError(f"{label}: cannot read ({err.strerror})") from None
-    return width, height, parse_yolo_text(text, label, num_classes, width, height)
+    return width, height, parse_yolo_text(_read_file(label), label, num_classes, width, height,
+                                          category)
 
 
 def from_yolo(src, images, classes, require_labels=False, class_names=None):
@@ -298,19 +399,26 @@ def from_yolo(src, images, classes, require_labels=False, class_names=None):
         for rel in index.files:
             if rel not in label_of:
                 raise UserError(f"{index.root / rel}: image without a label file (--require-labels)")
-    items = [(f"{root}/{rel}", label_of.get(rel), len(names)) for rel in index.files]
+    # class index -> ',"category_id":<id>' (None: dropped; otherwise the error, raised by the
+    # worker that meets the index, naming the label file)
     where = names_file or "the Exp's class names"
-    ids, dropped = {}, Counter()
-    builder = CocoBuilder(classes)
-    for rel, item, (width, height, boxes) in zip(index.files, items, _run_chunks(_yolo_item, items)):
-        image_id = builder.add_image(rel, width, height, item[0])
-        for k, x, y, w, h in boxes or ():
-            if k not in ids:
-                ids[k] = classes.resolve(names[k], f"{item[1]}: class index {k} ({where})")
-            if ids[k] is None:
+    category = []
+    for name in names:
+        try:
+            cid = classes.resolve(name, "")
+        except UserError as err:
+            category.append(f"({where}){err}")
+            continue
+        category.append(None if cid is None else f',"category_id":{json.dumps(cid)}')
+    items = [(f"{root}/{rel}", label_of.get(rel)) for rel in index.files]
+    work = partial(_yolo_item, (len(names), category))
+    dropped, builder = Counter(), CocoText(classes)
+    for rel, (width, height, parsed) in zip(index.files, _run_chunks(work, items)):
+        image_id = builder.add_image(rel, width, height)
+        if parsed:
+            builder.add_boxes(image_id, parsed[0])
+            for k in parsed[1]:
                 dropped[classes.mapping.get(names[k], names[k])] += 1
-                continue
-            builder.add_box(image_id, ids[k], x, y, w, h, rounded=True)
     classes.dropped = dropped  # boxes per dropped class, not classes seen
     return builder
 
@@ -326,7 +434,7 @@ def parse_xml(path, data=None):
 
     try:
         if data is None:
-            data = Path(path).read_bytes()
+            data = _read_file(path, binary=True)
         if b"<!" not in data:
             # No DTD, so nothing to expand or fetch: the C parser of the standard library is safe
             # here and several times faster. Anything with a declaration goes through defusedxml.
@@ -358,9 +466,43 @@ def _flag(text):
     return str(text).strip().lower() in ("1", "true", "yes")
 
 
-def parse_voc(path):
-    """(filename, width or 0, height or 0, [(name, x, y, w, h, attributes)]) from a VOC XML file."""
-    root = parse_xml(path)
+_FLAGS = {"0": False, "1": True}
+_ATTRIBUTES = {}  # (difficult, truncated, occluded or None) -> JSON text
+
+
+def _voc_attributes(key):
+    text = _ATTRIBUTES.get(key)
+    if text is None:
+        attributes = {"difficult": key[0], "truncated": key[1]}
+        if key[2] is not None:
+            attributes["occluded"] = key[2]
+        text = _ATTRIBUTES[key] = json.dumps(attributes, separators=(",", ":"))
+    return text
+
+
+def _voc_box(box, path, n):
+    """The bndbox as COCO text '"bbox":[x,y,w,h],"area":a' (VOC devkit convention)."""
+    texts = [box.findtext(k) for k in ("xmin", "ymin", "xmax", "ymax")]
+    if all(t and len(t) < 8 and t.isdigit() and t.isascii() for t in texts):
+        # whole pixel numbers, the usual case: exact in integers, and repr(float(v)) is "v.0"
+        x1, y1, x2, y2 = (int(t) for t in texts)
+        w, h = x2 - x1 + 1, y2 - y1 + 1
+        area = f"{w * h}.0" if w * h else repr(float(w) * float(h))  # 0.0 * -3.0 is -0.0
+        return f'"bbox":[{x1 - 1}.0,{y1 - 1}.0,{w}.0,{h}.0],"area":{area}'
+    x1, y1, x2, y2 = (_num(t, path, f"object {n} bndbox/{k}")
+                      for t, k in zip(texts, ("xmin", "ymin", "xmax", "ymax")))
+    x, y, w, h = round(x1 - 1, 3), round(y1 - 1, 3), round(x2 - x1 + 1, 3), round(y2 - y1 + 1, 3)
+    return (f'"bbox":[{_json_number(x)},{_json_number(y)},{_json_number(w)},{_json_number(h)}],'
+            f'"area":{_json_number(round(w * h, 3))}')
+
+
+def parse_voc(path, data=None):
+    """(filename, width or 0, height or 0, [(name, difficult, box)]) from a VOC XML file, box the
+    rest of the COCO annotation as JSON text: ',"bbox":[...],"area":...,"iscrowd":0,"attributes":...' and a closing brace."""
+    return _voc_record(path, parse_xml(path, _read_file(path, binary=True) if data is None else data))
+
+
+def _voc_record(path, root):
     if root.tag != "annotation":
         raise UserError(f"{path}: not a Pascal VOC file (root element <{root.tag}>, expected <annotation>)")
     filename = (root.findtext("filename") or "").strip()
@@ -377,14 +519,13 @@ def parse_voc(path):
         box = obj.find("bndbox")
         if not name or box is None:
             raise UserError(f"{path}: <object> {n} has no <name> or <bndbox>")
-        x1, y1, x2, y2 = (_num(box.findtext(k), path, f"object {n} bndbox/{k}")
-                          for k in ("xmin", "ymin", "xmax", "ymax"))
-        attributes = {"difficult": _flag(obj.findtext("difficult", "0")),
-                      "truncated": _flag(obj.findtext("truncated", "0"))}
-        if obj.findtext("occluded") is not None:
-            attributes["occluded"] = _flag(obj.findtext("occluded"))
-        boxes.append((name, round(x1 - 1, 3), round(y1 - 1, 3), round(x2 - x1 + 1, 3),
-                      round(y2 - y1 + 1, 3), attributes))
+        bbox = _voc_box(box, path, n)
+        difficult, truncated = obj.findtext("difficult", "0"), obj.findtext("truncated", "0")
+        occluded = obj.findtext("occluded")
+        key = (_FLAGS[difficult] if difficult in _FLAGS else _flag(difficult),
+               _FLAGS[truncated] if truncated in _FLAGS else _flag(truncated),
+               None if occluded is None else _flag(occluded))
+        boxes.append((name, key[0], ',%s,"iscrowd":0,"attributes":%s}' % (bbox, _voc_attributes(key))))
     return filename, int(width), int(height), boxes
 
 
@@ -393,7 +534,7 @@ def from_voc(src, images, classes, require_labels=False, difficult="keep"):
     src_dir = os.fspath(src)
     xml_files = [f"{src_dir}/{rel}" for rel in _walk(src, lambda n: n.lower().endswith(".xml"))]
     parsed = _run_chunks(parse_voc, xml_files)
-    builder, labelled = CocoBuilder(classes), set()
+    builder, labelled = CocoText(classes), set()
     records = []
     for path, (filename, width, height, boxes) in zip(xml_files, parsed):
         rel = index.find(filename, path)
@@ -409,20 +550,26 @@ def from_voc(src, images, classes, require_labels=False, difficult="keep"):
                      _run_chunks(_size, [str(index.root / r[0]) for r in missing])))
     records.sort(key=lambda r: r[0])
     dropped, resolved = 0, {}
+    drop_difficult = difficult == "drop"
     for rel, width, height, boxes, path in records:
         if not width or not height:
             width, height = sizes[rel]
-        image_id = builder.add_image(rel, width, height, path)
-        for name, x, y, w, h, attributes in boxes:
-            if difficult == "drop" and attributes["difficult"]:
+        image_id = builder.add_image(rel, width, height)
+        kept = []
+        for name, is_difficult, box in boxes:
+            if drop_difficult and is_difficult:
                 dropped += 1
                 continue
-            cid = resolved[name] if name in resolved else classes.resolve(name, path)
+            cid = resolved.get(name)
             if cid is None:
-                continue
-            if not classes.drop_unknown:
-                resolved[name] = cid
-            builder.add_box(image_id, cid, x, y, w, h, attributes, rounded=True)
+                cid = classes.resolve(name, path)
+                if cid is None:
+                    continue
+                cid = f',"category_id":{json.dumps(cid)}'
+                if not classes.drop_unknown:
+                    resolved[name] = cid
+            kept.append(cid + box)
+        builder.add_boxes(image_id, kept)
     builder.dropped_difficult = dropped
     return builder
 
@@ -714,6 +861,20 @@ def convert(fmt, sources, images, out, class_names, category_ids, mapping=(), dr
         raise UserError(f"--from {fmt}: --images DIR is required (image sizes and negatives)")
     classes = ClassMap(class_names, category_ids, mapping, drop_unknown)
     out = Path(out)
+    # The conversion makes no reference cycles, only many small objects (XML trees, tuples,
+    # strings) that live until the end: the cyclic collector would traverse them over and over.
+    import gc
+
+    collecting = gc.isenabled()
+    gc.disable()
+    try:
+        return _convert(fmt, sources, images, out, classes, require_labels, difficult, to)
+    finally:
+        if collecting:
+            gc.enable()
+
+
+def _convert(fmt, sources, images, out, classes, require_labels, difficult, to):
     if to == "yolo":
         if fmt != "coco":
             raise UserError("--to yolo converts a COCO file: use --from coco")
@@ -735,18 +896,22 @@ def convert(fmt, sources, images, out, class_names, category_ids, mapping=(), dr
         builder = from_coco(sources, classes)
     if any(out.resolve() == s.resolve() for s in sources):
         raise UserError(f"{out}: the output would overwrite a source; choose another --out")
-    import json
-
-    # compact separators and no circular check: a 20k-image file is written in a fraction of the time
-    write_atomic(out, json.dumps(builder.coco(fmt), ensure_ascii=False, separators=(",", ":"),
-                                 check_circular=False).encode("utf-8"))
+    if isinstance(builder, CocoText):
+        text = builder.text(fmt)
+    else:
+        # compact separators and no circular check: a 20k-image file is written in a fraction of the time
+        text = json.dumps(builder.coco(fmt), ensure_ascii=False, separators=(",", ":"), check_circular=False)
+    write_atomic(out, text.encode("utf-8"))
     return _summary(builder, classes, out)
 
 
 def _summary(builder, classes, out, **extra):
-    annotated = {a["image_id"] for a in builder.annotations}
+    if isinstance(builder, CocoText):
+        annotated = builder.annotated
+    else:
+        annotated = len({a["image_id"] for a in builder.annotations})
     summary = {"out": str(out), "images": len(builder.images), "boxes": len(builder.annotations),
-               "negatives": len(builder.images) - len(annotated),
+               "negatives": len(builder.images) - annotated,
                "dropped_unknown": dict(classes.dropped)}
     for key in ("dropped_difficult", "skipped_shapes"):
         if getattr(builder, key, None):

@@ -42,50 +42,74 @@ def _exif_orientation(tiff):
     return 1
 
 
-def _jpeg_size(f):
-    """(width, height, orientation) of a JPEG, reading only its marker segments."""
+def _more(fd, buf, need):
+    """buf extended from the file (it holds the file's first len(buf) bytes) to at least `need`
+    bytes, or to the end of the file when it is shorter."""
+    while len(buf) < need:
+        chunk = os.pread(fd, max(need - len(buf), 65536), len(buf))
+        if not chunk:
+            break
+        buf += chunk
+    return buf
+
+
+def _jpeg_size(fd, buf):
+    """(width, height, orientation) of a JPEG, reading only its marker segments. `buf` holds the
+    first bytes of the file (usually all the segments before the frame header); the rest is read
+    with pread only when a segment lies beyond it."""
     orientation = 1
-    f.seek(2)
+    pos = 2
     while True:
-        head = f.read(4)
-        if len(head) < 4:
-            raise ImageProblem("truncated JPEG header")
-        if head[0] != 0xFF:
+        if pos + 4 > len(buf):
+            buf = _more(fd, buf, pos + 4)
+            if pos + 4 > len(buf):
+                raise ImageProblem("truncated JPEG header")
+        if buf[pos] != 0xFF:
             raise ImageProblem("corrupt JPEG marker")
-        marker = head[1]
-        while marker == 0xFF:  # fill bytes
-            head = head[1:] + f.read(1)
-            marker = head[1]
-        length = struct.unpack(">H", head[2:4])[0]
+        while buf[pos + 1] == 0xFF:  # fill bytes
+            pos += 1
+            if pos + 4 > len(buf):
+                buf = _more(fd, buf, pos + 4)
+                if pos + 4 > len(buf):
+                    raise ImageProblem("truncated JPEG header")
+        marker = buf[pos + 1]
+        length = (buf[pos + 2] << 8) | buf[pos + 3]
         if length < 2:
             raise ImageProblem("corrupt JPEG segment")
+        pos += 4
         if marker == 0xE1 and orientation == 1:
-            data = f.read(length - 2)
+            buf = _more(fd, buf, pos + length - 2)
+            data = buf[pos:pos + length - 2]
             if data[:6] == b"Exif\x00\x00":
                 orientation = _exif_orientation(data[6:])
+            pos += length - 2
             continue
         if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):
-            data = f.read(5)
-            if len(data) < 5:
-                raise ImageProblem("truncated JPEG header")
-            height, width = struct.unpack(">HH", data[1:5])
+            if pos + 5 > len(buf):
+                buf = _more(fd, buf, pos + 5)
+                if pos + 5 > len(buf):
+                    raise ImageProblem("truncated JPEG header")
+            height = (buf[pos + 1] << 8) | buf[pos + 2]
+            width = (buf[pos + 3] << 8) | buf[pos + 4]
             return width, height, orientation
-        f.seek(length - 2, os.SEEK_CUR)
+        pos += length - 2
 
 
 def header_size(path):
     """(width, height) as displayed (EXIF orientation applied); ImageProblem if unreadable."""
     try:
-        with open(path, "rb") as f:
-            head = f.read(32)
+        # os.open/os.read: no buffered file object, about half the cost of open() per image
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            head = os.read(fd, 4096)
             if not head:
                 raise ImageProblem("empty file (0 bytes)")
             if head[:2] == b"\xff\xd8":
-                width, height, orientation = _jpeg_size(f)
+                width, height, orientation = _jpeg_size(fd, head)
             elif head[:8] == b"\x89PNG\r\n\x1a\n" and len(head) >= 24:
                 width, height = struct.unpack(">II", head[16:24])
                 orientation = 1
-            elif head[:6] in (b"GIF87a", b"GIF89a"):
+            elif head[:6] in (b"GIF87a", b"GIF89a") and len(head) >= 10:
                 width, height = struct.unpack("<HH", head[6:10])
                 orientation = 1
             elif head[:2] == b"BM" and len(head) >= 26:
@@ -93,6 +117,8 @@ def header_size(path):
                 width, height, orientation = abs(width), abs(height), 1
             else:
                 return _pil_size(path)
+        finally:
+            os.close(fd)
     except OSError as err:
         raise ImageProblem(err.strerror or str(err)) from None
     if width <= 0 or height <= 0:
