@@ -2,6 +2,7 @@
 copy-paste, extras, the pre-training checklist."""
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -197,3 +198,16 @@ def test_checklist_passes_on_good_data_and_fails_on_bad(sample_exp, capsys):
     path.write_text(json.dumps(coco))
     assert not run_checks(sample_exp, CPU, batch_size=4)
     assert "category names differ" in capsys.readouterr().out
+
+
+@pytest.mark.slow
+def test_replace_mode_smoke_trains_on_renamed_slots(exp):
+    from yft.data.sample import make_sample_dataset
+
+    exp.replace_coco_classes({"truck": "forklift", "kite": "drone"})
+    make_sample_dataset(exp, counts=(8, 4, 2), seed=2)
+    coco = json.loads((Path(exp.data_dir) / "annotations" / "instances_train2017.json").read_text())
+    names = {c["id"]: c["name"] for c in coco["categories"]}
+    assert {names[a["category_id"]] for a in coco["annotations"]} <= {"forklift", "drone"}
+    out = train(tiny(exp), CPU, batch_size=4, progress=False, max_iters_per_epoch=1)
+    assert load_checkpoint(out / "last.pth")["class_names"][COCO_CLASS_NAMES.index("truck")] == "forklift"

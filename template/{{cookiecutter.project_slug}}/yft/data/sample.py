@@ -11,6 +11,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from yft.exp import COCO_CLASS_NAMES
 from yft.data.coco_io import annotation_path, image_dir, write_atomic, write_json
 
 SHAPES = ("circle", "square", "triangle", "diamond", "cross", "ring")
@@ -43,8 +44,8 @@ def draw_shape(img, shape, color, x, y, w, h):
                     color, thickness)
 
 
-def make_image(rng, our_classes, first_index, negative_rate=0.1):
-    """One image and its boxes [(x, y, w, h, class_index), ...]."""
+def make_image(rng, our_indices, negative_rate=0.1):
+    """One image and its boxes [(x, y, w, h, class_index), ...], drawing our classes only."""
     height, width = (int(v) for v in rng.integers(96, 225, size=2))
     base = rng.integers(40, 200, size=3)
     img = np.clip(rng.normal(base, 18, size=(height, width, 3)), 0, 255).astype(np.uint8)
@@ -52,25 +53,31 @@ def make_image(rng, our_classes, first_index, negative_rate=0.1):
     if rng.random() < negative_rate:
         return img, boxes
     for _ in range(int(rng.integers(1, 4))):
-        k = int(rng.integers(our_classes))
+        k = int(rng.integers(len(our_indices)))
         w = int(rng.integers(width // 6, width // 2.2))
         h = int(w * rng.uniform(0.75, 1.33))
         h = min(h, height - 2)
         x, y = int(rng.integers(0, width - w)), int(rng.integers(0, height - h))
         shape, color = class_style(k)
         draw_shape(img, shape, color, x, y, w, h)
-        boxes.append((x, y, w, h, first_index + k))
+        boxes.append((x, y, w, h, our_indices[k]))
     return img, boxes
 
 
 def make_sample_dataset(exp, counts=(64, 16, 16), seed=0):
     """Write train/val/test images and COCO files under exp.data_dir; return the paths written."""
     rng = np.random.default_rng(seed)
-    first_index = 80 if exp.class_mode == "keep_coco" else 0
-    our_classes = len(exp.class_names) - first_index
+    # Our classes: all of them (fresh), those after COCO's 80 (keep_coco), or the renamed COCO
+    # slots (replace); COCO's own classes get no synthetic objects.
+    if exp.class_mode == "keep_coco":
+        our_indices = list(range(80, len(exp.class_names)))
+    elif exp.class_mode == "replace":
+        our_indices = [i for i, name in enumerate(exp.class_names) if name not in COCO_CLASS_NAMES]
+    else:
+        our_indices = list(range(len(exp.class_names)))
     cat_ids = exp.category_ids()
     categories = [
-        {"id": cid, "name": name, "supercategory": "coco" if i < first_index else "object"}
+        {"id": cid, "name": name, "supercategory": "object" if i in our_indices else "coco"}
         for i, (cid, name) in enumerate(zip(cat_ids, exp.class_names))
     ]
     written, image_id, ann_id = [], 1, 1
@@ -79,7 +86,7 @@ def make_sample_dataset(exp, counts=(64, 16, 16), seed=0):
         folder.mkdir(parents=True, exist_ok=True)
         images, annotations = [], []
         for n in range(count):
-            img, boxes = make_image(rng, our_classes, first_index)
+            img, boxes = make_image(rng, our_indices)
             name = f"{split}_{n:05d}.jpg"
             ok, encoded = cv2.imencode(".jpg", img, [cv2.IMWRITE_JPEG_QUALITY, 92])
             write_atomic(folder / name, encoded.tobytes())
