@@ -23,17 +23,16 @@ def sample_exp(exp):
     return exp
 
 
-@pytest.fixture(scope="session")
-def deploy_setup(tmp_path_factory):
-    """Shared by the deploy tests (read-only): (exp, checkpoint) with a 4/4/3-image synthetic
-    dataset and an untrained model whose biases make it detect plenty, so export, NMS, predict
-    and mAP comparisons have boxes to work on. Built once per session (exports are not cheap)."""
+def detecting_checkpoint(root, counts, seed, **settings):
+    """(exp, checkpoint) under root: a synthetic dataset of `counts` train/val/test images and an
+    untrained model whose biases make it detect plenty, so every analysis has boxes to work on."""
     import torch
 
-    root = tmp_path_factory.mktemp("deploy")
     exp = load_exp()
     exp.data_dir, exp.output_dir, exp.data_num_workers = str(root / "data"), str(root / "runs"), 0
-    make_sample_dataset(exp, counts=(4, 4, 3), seed=2)
+    for key, value in settings.items():
+        setattr(exp, key, value)
+    make_sample_dataset(exp, counts=counts, seed=seed)
     torch.manual_seed(0)
     model = exp.get_model()
     with torch.no_grad():
@@ -44,29 +43,19 @@ def deploy_setup(tmp_path_factory):
     ckpt.parent.mkdir(parents=True)
     torch.save({"model": model.state_dict(), "class_names": list(exp.class_names)}, ckpt)
     return exp, ckpt
+
+
+@pytest.fixture(scope="session")
+def deploy_setup(tmp_path_factory):
+    """For the deploy tests (read-only; exports are not cheap, so built once per session)."""
+    return detecting_checkpoint(tmp_path_factory.mktemp("deploy"), (4, 4, 3), seed=2)
 
 
 @pytest.fixture(scope="session")
 def eval_setup(tmp_path_factory):
-    """For the evaluate tests (read-only): (exp, checkpoint) with a 8/6/4-image synthetic dataset
-    and an untrained model whose biases make it detect plenty (real boxes for every analysis)."""
-    import torch
-
-    root = tmp_path_factory.mktemp("evaluate")
-    exp = load_exp()
-    exp.data_dir, exp.output_dir, exp.data_num_workers = str(root / "data"), str(root / "runs"), 0
-    exp.test_conf = 0.3  # tens of detections per image, not hundreds: keeps the tests quick
-    make_sample_dataset(exp, counts=(8, 6, 4), seed=3)
-    torch.manual_seed(0)
-    model = exp.get_model()
-    with torch.no_grad():
-        for obj, cls in zip(model.head.obj_preds, model.head.cls_preds):
-            obj.bias.fill_(1.0)
-            cls.bias.normal_(0.0, 1.0)
-    ckpt = root / "runs" / "train" / "best.pth"
-    ckpt.parent.mkdir(parents=True)
-    torch.save({"model": model.state_dict(), "class_names": list(exp.class_names)}, ckpt)
-    return exp, ckpt
+    """For the evaluate tests (read-only); test_conf 0.3 gives tens of detections per image, not
+    hundreds, which keeps the tests quick."""
+    return detecting_checkpoint(tmp_path_factory.mktemp("evaluate"), (8, 6, 4), seed=3, test_conf=0.3)
 
 
 @pytest.fixture(scope="session")
