@@ -75,15 +75,20 @@ def plain_template_file(exclude) -> str:
     raise AssertionError("no plain file in the project template to change")
 
 
-def test_update_keeps_user_edits_and_marks_conflicts(tmp_path, clean_git):
-    env = clean_git
-    # ---------------- the template repo: v0.1.0 = the working tree as it is
-    repo = tmp_path / "template"
+def template_repo_at_v010(repo, env):
+    """A git repo of the template's working tree as it is, committed and tagged v0.1.0."""
     copy_template(repo)
     git(repo, "init", "-q", env=env)
     git(repo, "add", "-A", "-f", env=env)
     git(repo, "commit", "-q", "-m", "v0.1.0", env=env)
     git(repo, "tag", "v0.1.0", env=env)
+    return repo
+
+
+def test_update_keeps_user_edits_and_marks_conflicts(tmp_path, clean_git):
+    env = clean_git
+    # ---------------- the template repo: v0.1.0 = the working tree as it is
+    repo = template_repo_at_v010(tmp_path / "template", env)
 
     # ---------------- the project, generated from v0.1.0 and committed by its user
     project = render_copier(
@@ -162,12 +167,7 @@ def test_update_keeps_user_edits_and_marks_conflicts(tmp_path, clean_git):
 def test_update_to_the_same_version_changes_nothing(tmp_path, clean_git):
     """Rendering is deterministic: updating to the commit a project came from leaves it clean."""
     env = clean_git
-    repo = tmp_path / "template"
-    copy_template(repo)
-    git(repo, "init", "-q", env=env)
-    git(repo, "add", "-A", "-f", env=env)
-    git(repo, "commit", "-q", "-m", "v0.1.0", env=env)
-    git(repo, "tag", "v0.1.0", env=env)
+    repo = template_repo_at_v010(tmp_path / "template", env)
     data = {
         "project_name": 'Café "Ünïcode" O\'Brien 検出',
         "class_names": ["traffic light", "café", 'say "hi"', "back\\slash"],
