@@ -670,21 +670,28 @@ def from_labelme(src, images, classes, require_labels=False):
             else:
                 skipped[kind] += 1
                 continue
-            boxes.append((_field(shape, "label", str, where), box, where))
+            x1, y1, x2, y2 = box
+            boxes.append((_field(shape, "label", str, where), x1, y1, x2 - x1, y2 - y1, where))
         entries.append((rel, width, height, boxes, path))
-    unlabelled = [rel for rel in index.files if rel not in labelled]
-    if require_labels and unlabelled:
-        raise UserError(f"{index.root / unlabelled[0]}: image without a label file (--require-labels)")
-    entries += [(rel, *_size(index.root / rel), [], index.root / rel) for rel in unlabelled]
-    entries.sort(key=lambda e: e[0])
-    for rel, width, height, boxes, path in entries:
-        image_id = builder.add_image(rel, width, height, path)
-        for label, (x1, y1, x2, y2), where in boxes:
-            cid = classes.resolve(label, where)
-            if cid is not None:
-                builder.add_box(image_id, cid, x1, y1, x2 - x1, y2 - y1)
+    _add_entries(builder, classes, index, entries, labelled, require_labels, "image without a label file")
     builder.skipped_shapes = dict(skipped)
     return builder
+
+
+def _add_entries(builder, classes, index, entries, labelled, require_labels, missing):
+    """Add (image, width, height, [(label, x, y, w, h, where)], source) entries and the images no
+    label mentions (negatives, or an error with require_labels) to the builder, in file order."""
+    unlabelled = [rel for rel in index.files if rel not in labelled]
+    if require_labels and unlabelled:
+        raise UserError(f"{index.root / unlabelled[0]}: {missing} (--require-labels)")
+    entries += [(rel, *_size(index.root / rel), [], index.root / rel) for rel in unlabelled]
+    entries.sort(key=lambda e: e[0])
+    for rel, width, height, boxes, source in entries:
+        image_id = builder.add_image(rel, width, height, source)
+        for label, x, y, w, h, where in boxes:
+            cid = classes.resolve(label, where)
+            if cid is not None:
+                builder.add_box(image_id, cid, x, y, w, h)
 
 
 def _labelstudio_image(task, index, where):
@@ -738,19 +745,11 @@ def from_labelstudio(src, images, classes, require_labels=False):
             boxes.append((labels[0], x, y, w, h, here))
         if not width or not height:
             width, height = _size(index.root / rel)
-        entries.append((rel, width, height, boxes, where))
-    unlabelled = [rel for rel in index.files if rel not in labelled]
-    if require_labels and unlabelled:
-        raise UserError(f"{index.root / unlabelled[0]}: image without a task in {src} (--require-labels)")
-    entries += [(rel, *_size(index.root / rel), [], index.root / rel) for rel in unlabelled]
-    entries.sort(key=lambda e: e[0])
-    for rel, width, height, boxes, where in entries:
-        image_id = builder.add_image(rel, width, height, where)
-        for label, x, y, w, h, here in boxes:
-            cid = classes.resolve(label, here)
-            if cid is not None:
-                builder.add_box(image_id, cid, x * width / 100, y * height / 100,
-                                w * width / 100, h * height / 100)
+        pixels = [(label, x * width / 100, y * height / 100, w * width / 100, h * height / 100, here)
+                  for label, x, y, w, h, here in boxes]
+        entries.append((rel, width, height, pixels, where))
+    _add_entries(builder, classes, index, entries, labelled, require_labels,
+                 f"image without a task in {src}")
     return builder
 
 
