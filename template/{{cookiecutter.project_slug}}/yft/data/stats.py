@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from yft.data.coco_io import annotation_path, image_dir, write_atomic, write_json
+from yft.data.coco_io import annotation_path, image_dir, write_figure, write_json, write_png
 from yft.data.convert import load_coco
 from yft.project import UserError
 
@@ -73,14 +73,6 @@ def format_stats(stats):
     return "\n".join(lines)
 
 
-def _save(fig, path):
-    import io
-
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=100, bbox_inches="tight")
-    write_atomic(path, buf.getvalue())
-
-
 def plot(cocos, out):
     """class_histogram.png, box_sizes.png, box_centres.png in `out`; returns the paths."""
     import matplotlib
@@ -103,8 +95,7 @@ def plot(cocos, out):
     ax.set_xticks(np.arange(len(shown)) + width * (len(cocos) - 1) / 2)
     ax.set_xticklabels([names[i] for i in shown], rotation=45, ha="right")
     ax.set_ylabel("boxes"), ax.legend(), ax.set_title("boxes per class")
-    _save(fig, out / "class_histogram.png"), paths.append(out / "class_histogram.png")
-    plt.close(fig)
+    paths.append(write_figure(out / "class_histogram.png", fig))
 
     fig, ax = plt.subplots(figsize=(6, 4))
     for split, coco in cocos.items():
@@ -114,8 +105,7 @@ def plot(cocos, out):
     for edge in (32, 96):
         ax.axvline(edge, color="k", linestyle="--", linewidth=0.8)
     ax.set_xlabel("sqrt(box area) px (COCO small < 32 < medium < 96 < large)"), ax.legend()
-    _save(fig, out / "box_sizes.png"), paths.append(out / "box_sizes.png")
-    plt.close(fig)
+    paths.append(write_figure(out / "box_sizes.png", fig))
 
     fig, ax = plt.subplots(figsize=(5, 5))
     xs, ys = [], []
@@ -127,8 +117,7 @@ def plot(cocos, out):
             xs.append((x + bw / 2) / w), ys.append((y + bh / 2) / h)
     ax.hist2d(xs or [0.5], ys or [0.5], bins=20, range=[[0, 1], [0, 1]], cmap="viridis")
     ax.invert_yaxis(), ax.set_title("box centres (fraction of image)")
-    _save(fig, out / "box_centres.png"), paths.append(out / "box_centres.png")
-    plt.close(fig)
+    paths.append(write_figure(out / "box_centres.png", fig))
     return paths
 
 
@@ -186,6 +175,4 @@ def show_labels(exp, out, n=16, split="train", seed=0, ann=None, images=None, ce
                         cv2.FONT_HERSHEY_SIMPLEX, 0.4, color, 1, cv2.LINE_AA)
         r, c = divmod(k, cols)
         grid[r * cell:r * cell + img.shape[0], c * cell:c * cell + img.shape[1]] = img
-    ok, png = cv2.imencode(".png", grid)
-    write_atomic(out, png.tobytes())
-    return Path(out), len(picked)
+    return write_png(out, grid), len(picked)

@@ -6,7 +6,6 @@ channels, 16-bit is scaled to 8-bit, an alpha channel is dropped, EXIF orientati
 A file that cannot be read (empty, corrupted, not an image) is reported and skipped.
 """
 
-import colorsys
 import os
 import tempfile
 from pathlib import Path
@@ -14,7 +13,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from yft.data.coco_io import write_atomic
+from yft.data.coco_io import write_png
+from yft.data.sample import class_style
 from yft.inference import letterbox
 from yft.project import UserError
 
@@ -23,9 +23,8 @@ VIDEO_SUFFIXES = {".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpe
 
 
 def color(index):
-    """A distinct BGR colour per class (any number of classes)."""
-    r, g, b = colorsys.hsv_to_rgb((index * 0.61803398875) % 1.0, 0.8, 1.0)
-    return int(b * 255), int(g * 255), int(r * 255)
+    """A distinct BGR colour per class (any number of classes), as in sample data and show-labels."""
+    return class_style(index)[1]
 
 
 def draw(img, detections, class_names):
@@ -171,9 +170,7 @@ def predict(backend, exp, source, out_dir, conf=None, nms=None, on_result=None):
                 skipped.append((path, reason))
                 continue
             dets = detector(img)
-            ok, encoded = cv2.imencode(".png", draw(img, dets, exp.class_names))
-            target = out_dir / f"{path.stem}.png"
-            write_atomic(target, encoded.tobytes())
+            target = write_png(out_dir / f"{path.stem}.png", draw(img, dets, exp.class_names))
             rows += coco_rows(dets, next_id, path.name, category_ids)
             next_id += 1
         written.append((target, dets))

@@ -20,7 +20,7 @@ import cv2
 import numpy as np
 import torch
 
-from yft.data.coco_io import check_split, image_dir, write_atomic, write_json
+from yft.data.coco_io import check_split, image_dir, write_atomic, write_json, write_png
 from yft.evaluate.mine import list_images, read_images
 from yft.inference import letterbox
 from yft.project import UserError, relative, run_dir
@@ -138,7 +138,7 @@ def drift(exp, device, images, ckpt=None, max_images=500, permutations=200, seed
     for row in worst[:12]:
         tile, *_ = plots.fit_tile(cv2.imread(row["file"]), 256)
         tiles.append(plots.caption(tile, f"{row['atypicality']:.2f} {Path(row['file']).name}"))
-    plots.save_image(plots.contact_sheet(tiles), out / "most_atypical.png")
+    write_png(out / "most_atypical.png", plots.contact_sheet(tiles))
     write_atomic(out / "drift.md", markdown(result).encode("utf-8"))
     write_json(out / "drift.json", result, indent=2)
     return result, out

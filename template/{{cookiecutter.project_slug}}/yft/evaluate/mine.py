@@ -19,7 +19,7 @@ import cv2
 import numpy as np
 import torch
 
-from yft.data.coco_io import write_atomic, write_json
+from yft.data.coco_io import write_atomic, write_json, write_png
 from yft.evaluate.matching import box_iou
 from yft.inference import decode, letterbox
 from yft.project import UserError, relative, run_dir
@@ -163,7 +163,6 @@ def sheet(rows, detections, exp, size=256, columns=4):
 
 def mine(exp, device, images, ckpt=None, top=50, conf=None, backend_name="torch", out=None, progress=True):
     """Rank the images of a folder by uncertainty; write the ranking, a sheet and pre-annotations."""
-    from yft.evaluate.plots import save_image
     from yft.inference import make_backend
 
     if top < 1:
@@ -181,7 +180,7 @@ def mine(exp, device, images, ckpt=None, top=50, conf=None, backend_name="torch"
     writer.writerows(rows)
     write_atomic(out / "ranking.csv", buffer.getvalue().encode("utf-8"))
     chosen = rows[:top]
-    save_image(sheet(chosen[:24], detections, exp), out / "top_uncertain.png")
+    write_png(out / "top_uncertain.png", sheet(chosen[:24], detections, exp))
     root = Path(images)
     write_json(out / "preannotations_coco.json", coco_preannotations(chosen, detections, exp, root), indent=1)
     write_json(out / "label_studio_tasks.json", label_studio_tasks(chosen, detections, exp, root), indent=1)

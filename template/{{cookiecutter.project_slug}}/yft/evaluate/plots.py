@@ -3,12 +3,10 @@
 Every figure is rendered in memory and written atomically.
 """
 
-import io
-
 import cv2
 import numpy as np
 
-from yft.data.coco_io import write_atomic
+from yft.data.coco_io import write_figure
 
 GT_COLOR, TP_COLOR, FP_COLOR, FN_COLOR = (60, 200, 60), (230, 150, 30), (40, 40, 230), (0, 165, 255)
 
@@ -18,23 +16,6 @@ def _pyplot():
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     return plt
-
-
-def save_figure(fig, path):
-    plt = _pyplot()
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=100, bbox_inches="tight")
-    plt.close(fig)
-    write_atomic(path, buffer.getvalue())
-    return path
-
-
-def save_image(img, path):
-    ok, data = cv2.imencode(".png", img)
-    if not ok:
-        raise RuntimeError(f"could not encode {path}")
-    write_atomic(path, data.tobytes())
-    return path
 
 
 def confusion_png(matrix, labels, path):
@@ -57,7 +38,7 @@ def confusion_png(matrix, labels, path):
     ax.set_xlabel("predicted")
     ax.set_ylabel("true")
     ax.set_title("confusion matrix (IoU 0.5)")
-    return save_figure(fig, path)
+    return write_figure(path, fig)
 
 
 def pr_curves_png(curves, path, max_classes=24):
@@ -81,7 +62,7 @@ def pr_curves_png(curves, path, max_classes=24):
         ax.tick_params(labelsize=7)
     axes.flat[0].legend(fontsize=7, loc="lower left")
     fig.tight_layout()
-    return save_figure(fig, path)
+    return write_figure(path, fig)
 
 
 def bar_png(labels, series, path, title, ylabel):
@@ -99,7 +80,7 @@ def bar_png(labels, series, path, title, ylabel):
     if len(series) > 1:
         ax.legend(fontsize=8)
     fig.tight_layout()
-    return save_figure(fig, path)
+    return write_figure(path, fig)
 
 
 def line_png(x_label, curves, path, title, ylabel):
@@ -114,7 +95,7 @@ def line_png(x_label, curves, path, title, ylabel):
     ax.set_title(title)
     ax.legend(fontsize=8)
     fig.tight_layout()
-    return save_figure(fig, path)
+    return write_figure(path, fig)
 
 
 def fit_tile(img, size):

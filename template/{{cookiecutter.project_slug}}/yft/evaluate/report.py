@@ -5,7 +5,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from yft.data.coco_io import write_atomic
+from yft.data.coco_io import write_atomic, write_png
 from yft.evaluate import analysis, plots
 from yft.evaluate.matching import RECALL_THRESHOLDS, accumulate, flatten, match_dataset, xywh_to_xyxy
 
@@ -73,8 +73,8 @@ def write_figures(metrics, matches, precision, class_names, image_dir, out_dir):
     curves.sort(key=lambda c: -metrics["per_class"][c[0]]["num_gt"])
     if curves:
         plots.pr_curves_png(curves, out_dir / FILES["pr_curves"])
-    plots.save_image(gallery(metrics["worst_images"], matches, class_names, image_dir,
-                             metrics["errors"]["conf"]), out_dir / FILES["gallery"])
+    write_png(out_dir / FILES["gallery"], gallery(metrics["worst_images"], matches, class_names,
+                                                  image_dir, metrics["errors"]["conf"]))
     return out_dir
 
 

@@ -6,13 +6,11 @@
 4. train_batch.png: one augmented training batch with boxes and class names, to eyeball
 """
 
-import io
-
 import cv2
 import numpy as np
 import torch
 
-from yft.data.coco_io import check_split, write_atomic
+from yft.data.coco_io import check_split, write_png
 from yft.device import describe
 from yft.project import UserError, relative, run_dir
 
@@ -111,6 +109,4 @@ def save_batch_png(exp, target, count=8):
     while len(tiles) % 4:
         tiles.append(np.full_like(tiles[0], 114))
     grid = np.vstack([np.hstack(tiles[i:i + 4]) for i in range(0, len(tiles), 4)])
-    ok, encoded = cv2.imencode(".png", grid)
-    write_atomic(target, encoded.tobytes())
-    return target
+    return write_png(target, grid)

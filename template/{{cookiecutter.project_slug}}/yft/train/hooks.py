@@ -4,7 +4,6 @@ import csv
 import json
 import math
 import random
-import shutil
 import sys
 import time
 
@@ -12,7 +11,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from yft.data.coco_io import write_atomic, write_json
+from yft.data.coco_io import copy_atomic, write_figure, write_json
 from yft.project import UserError, relative
 from yft.train import distributed
 from yft.train.checkpoint import save_checkpoint
@@ -175,7 +174,7 @@ class Checkpointer(HookBase):
         save_checkpoint(self.out_dir / "last.pth", self.state())
         epoch = t.epoch + 1
         if t.exp.ckpt_interval and epoch % t.exp.ckpt_interval == 0:
-            shutil.copyfile(self.out_dir / "last.pth", self.out_dir / f"epoch_{epoch}.pth")
+            copy_atomic(self.out_dir / "last.pth", self.out_dir / f"epoch_{epoch}.pth")
             kept = sorted(self.out_dir.glob("epoch_*.pth"), key=lambda p: int(p.stem.split("_")[1]))
             for old in kept[: max(0, len(kept) - t.exp.keep_last)]:
                 old.unlink()
@@ -203,8 +202,7 @@ class Evaluator(HookBase):
         ap = metrics["mAP50_95"] or 0.0
         if ap >= t.best_ap:
             t.best_ap = ap
-            shutil.copyfile(self.out_dir / "last.pth", self.out_dir / "best.pth.tmp")
-            (self.out_dir / "best.pth.tmp").replace(self.out_dir / "best.pth")
+            copy_atomic(self.out_dir / "last.pth", self.out_dir / "best.pth")
         self.history.append({k: metrics[k] for k in ("epoch", "mAP50_95", "mAP50", "mAP75")}
                             | {"loss": t.losses.get("total_loss"), "lr": t.lr})
         write_json(self.out_dir / "history.json", self.history, indent=1)
@@ -362,11 +360,7 @@ def plot_curves(records, target):
     axes[2].plot([r["epoch"] for r in epochs], [r["lr"] for r in epochs])
     axes[2].set(title="learning rate", xlabel="epoch")
     fig.tight_layout()
-    import io
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=100)
-    plt.close(fig)
-    write_atomic(target, buffer.getvalue())
+    write_figure(target, fig)
 
 
 class Tracker(HookBase):
