@@ -18,7 +18,6 @@ device (random images, boxes of random size and place, 80 classes by default).
 
 import argparse
 import json
-import os
 import resource
 import statistics
 import subprocess

@@ -5,7 +5,6 @@ import json
 import shutil
 
 import numpy as np
-import pytest
 from PIL import Image
 
 from yft.data.coco_io import annotation_path, image_dir
