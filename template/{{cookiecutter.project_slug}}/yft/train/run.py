@@ -169,11 +169,14 @@ def train(exp, device, ckpt=None, resume=False, smoke=False, batch_size=None, am
             disagreement = distributed.weights_disagreement(model, device)
             log(f"DDP check: {world} ranks agree on the weights (max difference {disagreement:.3g})"
                 if disagreement == 0 else f"DDP check: ranks DISAGREE on the weights by {disagreement:.3g}")
+            distributed.barrier()  # no rank tears the process group down while another still uses it
     except torch.OutOfMemoryError:
         raise UserError(f"out of memory at batch size {batch_size}: try --batch-size {max(1, batch_size // 2)} "
                         f"--set accumulate={2 * max(1, exp.accumulate)} (same effective batch), or --amp") from None
     finally:
         distributed.shutdown()
+    if not main:  # after shutdown every process would count as rank 0
+        return out_dir
     minutes = (time.perf_counter() - started) / 60
     best = "n/a" if trainer.metrics is None and not trainer.best_ap else f"{100 * trainer.best_ap:.2f}"
     log(f"done in {minutes:.1f} min; best val mAP50:95 {best}; "
