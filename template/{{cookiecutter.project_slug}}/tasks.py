@@ -176,7 +176,7 @@ def extract_frames(c, video=None, out=None, every=1.0, unit="seconds", max_bits=
 def agreement(c, a=None, b=None, iou=0.5, out=None):
     """Inter-annotator agreement: P/R/F1 of B vs A, mean IoU, class confusion, Cohen's kappa."""
     from yft.data.agreement import agreement as run_agreement, format_agreement
-    from yft.data.coco_io import write_json
+    from yft.io import write_json
     from yft.project import UserError
     if not a or not b:
         raise UserError("agreement needs --a A.json and --b B.json (see --help)")
@@ -192,7 +192,7 @@ def agreement(c, a=None, b=None, iou=0.5, out=None):
 def overlap_sample(c, images=None, fraction=0.1, seed=0, out=None):
     """Draw the images both annotators label (the guide asks for 10%) for `invoke agreement`."""
     from yft.data.agreement import overlap_sample as draw
-    from yft.data.coco_io import write_atomic
+    from yft.io import write_atomic
     from yft.project import UserError
     if not images or not out:
         raise UserError("overlap-sample needs --images DIR and --out FILE (see --help)")

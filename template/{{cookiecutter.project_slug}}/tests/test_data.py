@@ -4,7 +4,8 @@ import os
 import cv2
 import pytest
 
-from yft.data.coco_io import annotation_path, check_split, image_dir, read_json, write_atomic
+from yft.data.coco_io import annotation_path, check_split, image_dir, read_json
+from yft.io import write_atomic
 from yft.project import UserError
 
 

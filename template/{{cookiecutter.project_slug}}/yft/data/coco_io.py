@@ -1,67 +1,9 @@
 """Reading and writing COCO annotation files safely."""
 
 import json
-import os
-import tempfile
 from pathlib import Path
 
 from yft.project import UserError
-
-
-def write_atomic(path, data: bytes):
-    """Write bytes to `path` so that a crash leaves either the old file or the new one."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
-
-
-def write_png(path, img):
-    """Encode a BGR image as PNG and write it atomically; returns the path."""
-    import cv2
-
-    ok, data = cv2.imencode(".png", img)
-    if not ok:
-        raise UserError(f"{path}: could not encode the image as PNG")
-    write_atomic(path, data.tobytes())
-    return Path(path)
-
-
-def write_figure(path, fig):
-    """Render a matplotlib figure to PNG in memory, write it atomically, close the figure."""
-    import io
-
-    import matplotlib.pyplot as plt
-
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=100, bbox_inches="tight")
-    plt.close(fig)
-    write_atomic(path, buffer.getvalue())
-    return Path(path)
-
-
-def copy_atomic(source, target):
-    """Copy a file so that `target` is either absent/old or complete, never half written."""
-    import shutil
-
-    target = Path(target)
-    tmp = target.with_name(f".{target.name}.tmp")
-    shutil.copyfile(source, tmp)
-    os.replace(tmp, target)
-    return target
-
-
-def write_json(path, obj, indent=None):
-    """Write JSON atomically (UTF-8, non-ASCII kept as is)."""
-    write_atomic(path, json.dumps(obj, ensure_ascii=False, indent=indent).encode("utf-8"))
 
 
 def read_json(path):

@@ -27,8 +27,9 @@ from functools import partial
 from json.encoder import encode_basestring as _json_str  # what json.dumps(ensure_ascii=False) uses
 from pathlib import Path
 
-from yft.data.coco_io import read_json, write_atomic
+from yft.data.coco_io import read_json
 from yft.data.imageio import ImageProblem, header_size, is_image_name
+from yft.io import write_atomic
 from yft.project import UserError
 
 FORMATS = ("yolo", "voc", "labelme", "cvat", "labelstudio", "coco")

@@ -5,11 +5,12 @@ input size, and copy-paste augmentation for small objects (YOLOX has none).
 through mosaic, mixup, affine, HSV and flips like every other object.
 """
 
-import os
 import random
 from pathlib import Path
 
 import numpy as np
+
+from yft.io import atomic_path
 
 
 class TrainSource:
@@ -53,9 +54,8 @@ class TrainSource:
                 return np.load(path)
             img = self.dataset.load_resized_img(index)
             path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_suffix(f".{os.getpid()}.tmp.npy")
-            np.save(tmp, img)
-            os.replace(tmp, path)
+            with atomic_path(path) as tmp:  # keeps .npy, so np.save adds no second suffix
+                np.save(tmp, img)
             return img
         return self.dataset.load_resized_img(index)
 

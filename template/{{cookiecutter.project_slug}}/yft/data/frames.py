@@ -8,8 +8,8 @@ the timestamp, `<video>_t<seconds>s.jpg` (e.g. `gate3_t000012.480s.jpg`), so `in
 
 from pathlib import Path
 
-from yft.data.coco_io import write_atomic
 from yft.data.imageio import dhash, hamming
+from yft.io import write_atomic
 from yft.project import UserError
 
 GROUP_BY = r"^(.+)_t[0-9]+\.[0-9]+s\.jpg$"

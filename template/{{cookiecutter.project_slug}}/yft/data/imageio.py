@@ -197,7 +197,7 @@ def convert_to_rgb(src, dst):
     import numpy as np
     from PIL import Image, ImageOps
 
-    from yft.data.coco_io import write_atomic
+    from yft.io import write_atomic
 
     with Image.open(src) as im:
         im = ImageOps.exif_transpose(im)

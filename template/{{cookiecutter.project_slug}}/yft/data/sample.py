@@ -11,8 +11,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from yft.data.coco_io import annotation_path, image_dir
 from yft.exp import COCO_CLASS_NAMES
-from yft.data.coco_io import annotation_path, image_dir, write_atomic, write_json
+from yft.io import write_atomic, write_json
 
 SHAPES = ("circle", "square", "triangle", "diamond", "cross", "ring")
 

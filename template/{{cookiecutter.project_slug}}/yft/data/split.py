@@ -16,8 +16,8 @@ import shutil
 from collections import Counter
 from pathlib import Path
 
-from yft.data.coco_io import write_json
 from yft.data.convert import load_coco
+from yft.io import write_json
 from yft.project import UserError
 
 SPLITS = ("train", "val", "test")

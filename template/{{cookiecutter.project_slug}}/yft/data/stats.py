@@ -14,8 +14,9 @@ from pathlib import Path
 
 import numpy as np
 
-from yft.data.coco_io import annotation_path, image_dir, write_figure, write_json, write_png
+from yft.data.coco_io import annotation_path, image_dir
 from yft.data.convert import load_coco
+from yft.io import write_figure, write_json, write_png
 from yft.project import UserError
 
 IMBALANCE_LIMIT = 10.0

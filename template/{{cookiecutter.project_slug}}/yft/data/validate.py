@@ -20,8 +20,9 @@ from collections import Counter, defaultdict
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
-from yft.data.coco_io import annotation_path, image_dir, read_json, write_json
+from yft.data.coco_io import annotation_path, image_dir, read_json
 from yft.data.imageio import convert_to_rgb, decode_check
+from yft.io import write_json
 from yft.project import ROOT, UserError
 
 NEAR_DUPLICATE_BITS = 3  # dHash bits that may differ for two images to count as near-identical

@@ -12,8 +12,8 @@ import time
 
 import numpy as np
 
-from yft.data.coco_io import write_json
 from yft.inference import letterbox
+from yft.io import write_json
 
 
 class PeakRss:

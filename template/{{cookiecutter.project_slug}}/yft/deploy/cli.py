@@ -4,10 +4,10 @@ import json
 import platform
 from pathlib import Path
 
-from yft.data.coco_io import write_json
 from yft.deploy.onnx_export import check_parity, export_onnx
 from yft.deploy.predict import predict
 from yft.inference import default_checkpoint, load_model, make_backend
+from yft.io import write_json
 from yft.project import UserError, relative
 
 

@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from yft.data.coco_io import write_atomic
+from yft.io import write_atomic
 from yft.project import UserError
 
 PREPROCESSING = "BGR uint8 image letterboxed to input_size (top-left, pad 114), CHW float32, no normalisation"

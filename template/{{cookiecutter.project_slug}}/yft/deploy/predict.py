@@ -6,16 +6,14 @@ channels, 16-bit is scaled to 8-bit, an alpha channel is dropped, EXIF orientati
 A file that cannot be read (empty, corrupted, not an image) is reported and skipped.
 """
 
-import os
-import tempfile
 from pathlib import Path
 
 import cv2
 import numpy as np
 
-from yft.data.coco_io import write_png
 from yft.data.sample import class_style
 from yft.inference import letterbox
+from yft.io import atomic_path, write_png
 from yft.project import UserError
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"}
@@ -116,22 +114,18 @@ def predict_video(detector, path, target, class_names):
         return None
     fps = capture.get(cv2.CAP_PROP_FPS) or 25.0
     h, w = frame.shape[:2]
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".mp4", dir=target.parent)
-    os.close(fd)
-    writer = cv2.VideoWriter(tmp, cv2.VideoWriter_fourcc(*"mp4v"), fps, (w, h))
     frames = []
     try:
-        while ok:
-            dets = detector(frame)
-            frames.append(dets)
-            writer.write(draw(frame, dets, class_names))
-            ok, frame = capture.read()
-        writer.release()
-        os.replace(tmp, target)
-    except BaseException:
-        writer.release()
-        os.unlink(tmp)
-        raise
+        with atomic_path(target) as tmp:  # keeps the .mp4 suffix: VideoWriter picks the container from it
+            writer = cv2.VideoWriter(str(tmp), cv2.VideoWriter_fourcc(*"mp4v"), fps, (w, h))
+            try:
+                while ok:
+                    dets = detector(frame)
+                    frames.append(dets)
+                    writer.write(draw(frame, dets, class_names))
+                    ok, frame = capture.read()
+            finally:
+                writer.release()
     finally:
         capture.release()
     return frames

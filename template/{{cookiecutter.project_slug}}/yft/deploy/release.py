@@ -17,7 +17,7 @@ import re
 import shutil
 from pathlib import Path
 
-from yft.data.coco_io import write_json
+from yft.io import write_json
 from yft.project import UserError, relative, run_dir
 
 

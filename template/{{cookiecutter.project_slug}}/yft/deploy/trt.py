@@ -18,7 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
-from yft.data.coco_io import read_json, write_atomic, write_json
+from yft.data.coco_io import read_json
+from yft.io import write_atomic, write_json
 from yft.project import UserError, relative
 
 INSTALL_HINT = "pip install tensorrt-cu12 --extra-index-url https://pypi.nvidia.com"

@@ -33,7 +33,7 @@ def run_eval(exp, device, ckpt, split, backend_name, batch_size, out=None, conf=
         metrics["files"] = dict(report.FILES)
         if metrics["mAP50"] is None:
             metrics["files"].pop("pr_curves")
-    from yft.data.coco_io import write_atomic
+    from yft.io import write_atomic
     write_atomic(out / report.FILES["report"], report.markdown(metrics, f"Evaluation: {exp.exp_name}").encode("utf-8"))
     write_report(metrics, results, out)
     print(format_table(metrics))

@@ -20,9 +20,10 @@ import cv2
 import numpy as np
 import torch
 
-from yft.data.coco_io import check_split, image_dir, write_atomic, write_json, write_png
+from yft.data.coco_io import check_split, image_dir
 from yft.evaluate.mine import list_images, read_images
 from yft.inference import letterbox
+from yft.io import write_atomic, write_json, write_png
 from yft.project import UserError, relative, run_dir
 
 STATS = ("brightness", "contrast", "saturation", "sharpness", "mean_b", "mean_g", "mean_r",

@@ -19,9 +19,9 @@ import cv2
 import numpy as np
 import torch
 
-from yft.data.coco_io import write_atomic, write_json, write_png
 from yft.evaluate.matching import box_iou
 from yft.inference import decode, letterbox
+from yft.io import write_atomic, write_json, write_png
 from yft.project import UserError, relative, run_dir
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")

@@ -6,7 +6,7 @@ Every figure is rendered in memory and written atomically.
 import cv2
 import numpy as np
 
-from yft.data.coco_io import write_figure
+from yft.io import write_figure
 
 GT_COLOR, TP_COLOR, FP_COLOR, FN_COLOR = (60, 200, 60), (230, 150, 30), (40, 40, 230), (0, 165, 255)
 

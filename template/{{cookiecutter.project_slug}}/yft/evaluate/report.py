@@ -5,9 +5,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from yft.data.coco_io import write_atomic, write_png
 from yft.evaluate import analysis, plots
 from yft.evaluate.matching import RECALL_THRESHOLDS, accumulate, flatten, match_dataset, xywh_to_xyxy
+from yft.io import write_atomic, write_png
 
 FILES = {"report": "report.md", "confusion_png": "confusion_matrix.png",
          "confusion_csv": "confusion_matrix.csv", "pr_curves": "pr_curves.png",

@@ -33,10 +33,10 @@ import torch
 
 from tqdm import tqdm
 
-from yft.data.coco_io import write_json
 from yft.data.loaders import build_eval_loader
 from yft.evaluate.coco_metrics import coco_metrics, to_coco_results
 from yft.inference import decode
+from yft.io import write_json
 
 
 def detect_split(backend, loader, exp, progress=True):

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import torch
 
-from yft.data.coco_io import write_atomic
+from yft.io import write_atomic
 from yft.project import UserError
 
 

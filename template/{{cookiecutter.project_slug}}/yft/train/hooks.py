@@ -11,7 +11,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from yft.data.coco_io import copy_atomic, write_figure, write_json
+from yft.io import copy_atomic, write_figure, write_json
 from yft.project import UserError, relative
 from yft.train import distributed
 from yft.train.checkpoint import save_checkpoint

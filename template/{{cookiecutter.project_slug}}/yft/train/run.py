@@ -23,6 +23,7 @@ from yft.data.loaders import build_train_loader
 from yft.device import describe
 from yft.evaluate.run import evaluate_backend
 from yft.inference import TorchBackend
+from yft.io import clean_stale_temps
 from yft.project import UserError, relative, run_dir
 from yft.train import distributed, hooks
 from yft.train.checkpoint import load_checkpoint, load_weights
@@ -74,6 +75,9 @@ def train(exp, device, ckpt=None, resume=False, smoke=False, batch_size=None, am
         raise UserError(f"batch size {batch_size} does not split evenly over {world} processes")
     out_dir = out_dir or run_dir(exp, "smoke" if smoke else "train")
     out_dir.mkdir(parents=True, exist_ok=True)
+    if distributed.is_main():  # what a killed run was writing (half a checkpoint) goes now
+        for path in clean_stale_temps(out_dir):
+            log(f"removed {relative(path)}, a temporary file left by a killed run")
 
     state = None
     if resume:

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from yft.io import write_text
 from yft.project import UserError
 
 RELEASE = "https://github.com/Megvii-BaseDetection/YOLOX/releases/download/0.1.1rc0"
@@ -46,9 +47,7 @@ def _recorded(cache):
 def _record(cache, name, digest):
     entries = _recorded(cache) | {name: digest}
     text = "".join(f"{d}  {n}\n" for n, d in sorted(entries.items()))
-    tmp = cache / "SHA256SUMS.tmp"
-    tmp.write_text(text)
-    tmp.replace(cache / "SHA256SUMS")
+    write_text(cache / "SHA256SUMS", text)
 
 
 def download_weights(model, cache=None, url=None, sha256=None, timeout=30, progress=True):
