@@ -14,6 +14,9 @@ CLASS_MODES = ("fresh", "keep_coco")
 TRACKERS = ("tensorboard", "mlflow", "wandb", "none")
 SLUG_CHARS = set(string.ascii_lowercase + string.digits + "-")
 DATASET_CHARS = set(string.ascii_lowercase + string.digits + "_")
+# Length limits: the slug and the dataset name become folder and file names (255 bytes at most
+# on common file systems), and no title or class label needs more.
+NAME_MAX, SLUG_MAX, DATASET_MAX, CLASS_NAME_MAX = 100, 64, 64, 100
 
 
 def split_class_names(raw):
@@ -35,6 +38,8 @@ def class_name_problem(raw):
         # As typed, so a tab or newline next to a comma counts too (copier's YAML refuses those).
         if not item.isprintable():
             return f'Class name "{name}" contains a control character.'
+        if len(name) > CLASS_NAME_MAX:
+            return f"Class name number {number} is longer than {CLASS_NAME_MAX} characters."
         if "," in name:
             return f'Class name "{name}" contains a comma, which separates names.'
         if name.lower() in seen:
@@ -65,6 +70,8 @@ def validate(answers):
         problems.append("The project name must not be blank.")
     elif not name.isprintable():
         problems.append("The project name must not contain control characters (tabs, newlines).")
+    elif len(name) > NAME_MAX:
+        problems.append(f"The project name must be at most {NAME_MAX} characters (got {len(name)}).")
     slug = answers.get("project_slug", "")
     if (
         not slug or set(slug) - SLUG_CHARS or not slug[0].isalpha() or slug.endswith("-")
@@ -74,12 +81,16 @@ def validate(answers):
             f'The project slug "{slug}" must start with a letter and hold only lowercase letters, '
             "digits and single dashes."
         )
+    elif len(slug) > SLUG_MAX:
+        problems.append(f"The project slug must be at most {SLUG_MAX} characters (got {len(slug)}).")
     dataset = answers.get("dataset_name", "")
     if not dataset or set(dataset) - DATASET_CHARS or not dataset[0].isalpha():
         problems.append(
             f'The dataset name "{dataset}" must start with a lowercase letter and hold only '
             "lowercase letters, digits and underscores."
         )
+    elif len(dataset) > DATASET_MAX:
+        problems.append(f"The dataset name must be at most {DATASET_MAX} characters (got {len(dataset)}).")
     problem = class_name_problem(answers.get("class_names", ""))
     if problem:
         problems.append(problem)

@@ -11,6 +11,7 @@ import importlib.util
 import pytest
 from cookiecutter.exceptions import FailedHookException
 from cookiecutter.generate import generate_context
+from cookiecutter.main import _patch_import_path_for_repo
 from cookiecutter.prompt import prompt_for_config
 
 from helpers import COOKIECUTTER_JSON, TEMPLATE_ROOT, render_cookiecutter, render_copier
@@ -30,7 +31,9 @@ def cookiecutter_context(data):
     """
     text = {k: v for k, v in data.items() if isinstance(v, str)}
     context = generate_context(context_file=str(COOKIECUTTER_JSON), extra_context=text)
-    answers = dict(prompt_for_config(context, no_input=True))
+    # As cookiecutter does, so the template's own Jinja extension imports.
+    with _patch_import_path_for_repo(str(COOKIECUTTER_JSON.parent)):
+        answers = dict(prompt_for_config(context, no_input=True))
     answers.update({k: v for k, v in data.items() if not isinstance(v, str)})
     return answers
 
@@ -58,6 +61,12 @@ BAD_ANSWERS = [
     ("dataset-with-dash", {"dataset_name": "my-data"}, "dataset_name", '"my-data"', True),
     ("project-name-newline", {"project_name": "My\nProject"}, "project_name", "control characters", True),
     ("project-name-blank", {"project_name": "   "}, "project_name", "must not be blank", True),
+    # 300 characters used to end in "OSError: File name too long" (the slug became a folder name).
+    ("project-name-300", {"project_name": "x" * 300}, "project_name", "at most 100 characters (got 300)", True),
+    ("slug-65", {"project_slug": "a" * 65}, "project_slug", "at most 64 characters (got 65)", True),
+    ("dataset-65", {"dataset_name": "a" * 65}, "dataset_name", "at most 64 characters (got 65)", True),
+    ("class-name-101", {"class_names": ["ok", "c" * 101]}, "class_names", "number 2 is longer than 100", False),
+    ("class-name-101-text", {"class_names": "ok, " + "c" * 101}, "class_names", "number 2 is longer than 100", True),
 ]
 
 
@@ -95,6 +104,10 @@ GOOD_ANSWERS = [
     {"project_name": 'Café "Ünïcode" O\'Brien 検出', "class_names": "a,b , c"},
     {"class_names": "only", "input_size": 64, "epochs": 1, "batch_size": 1},
     {"input_size": 1920, "project_slug": "a1-b2", "dataset_name": "a_1"},
+    {"project_name": "Rocket \U0001f680", "class_names": ["\U0001f680 rocket", "\U0001f6f8"]},
+    {"project_name": "n" * 100, "project_slug": "s" * 64, "dataset_name": "d" * 64, "class_names": ["c" * 100]},
+    {"project_name": "Long " * 19 + "Name"},  # the derived slug is cut to 64 characters
+    {"class_names": ["{{ 7*7 }}", "{% raw %}"], "project_name": "P {# x #}"},  # answers are data
 ]
 
 
