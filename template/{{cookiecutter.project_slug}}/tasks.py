@@ -209,7 +209,8 @@ def overlap_sample(c, images=None, fraction=0.1, seed=0, out=None):
     "device": "auto (cuda, then mps, then cpu), cpu, cuda, cuda:1, mps",
     "ckpt": "Start from these weights (shape mismatches such as an 80-class head are skipped; "
             "keep_coco mode keeps COCO's 80 class rows)",
-    "resume": "Continue exactly from the run's last.pth",
+    "resume": "Continue exactly from the latest run's last.pth (or --name's run)",
+    "name": "Run folder under runs/<exp>/ (default: the next of train, train2, ...; `latest` points to it)",
     "smoke": "A few iterations at a tiny size: checks that everything runs",
     "batch_size": "Total batch size over all devices (default: the Exp's batch_size)",
     "amp": "Mixed precision: fp16 (CUDA) or bf16",
@@ -222,15 +223,15 @@ def overlap_sample(c, images=None, fraction=0.1, seed=0, out=None):
     "set_": "Override an Exp setting for this run, e.g. --set max_epoch=20 (repeatable)",
     "quiet": "No progress bars"})
 @friendly
-def train(c, exp=None, device="auto", ckpt=None, resume=False, smoke=False, batch_size=0,
+def train(c, exp=None, device="auto", ckpt=None, resume=False, smoke=False, name=None, batch_size=0,
           amp=None, strategy=None, devices=1, nnodes=1, node_rank=0, master_addr="127.0.0.1",
           master_port=29500, set_=None, quiet=False):
-    """Train (finetune) the model of the Exp; checkpoints and logs go to runs/<exp>/train/."""
+    """Train (finetune) the model of the Exp; each run gets its own folder runs/<exp>/train, train2, ..."""
     if devices > 1 or nnodes > 1:
         from yft.train.cli import launch
         argv = [f"--device={device}"] + [f"--set={s}" for s in set_ or ()]
         argv += [f"--{k}={v}" for k, v in (("exp", exp), ("ckpt", ckpt), ("batch-size", batch_size),
-                                            ("amp", amp), ("strategy", strategy)) if v]
+                                            ("amp", amp), ("strategy", strategy), ("name", name)) if v]
         argv += [flag for flag, on in (("--resume", resume), ("--smoke", smoke), ("--quiet", quiet)) if on]
         code = launch(argv, devices, nnodes, node_rank, master_addr, master_port)
         if code:
@@ -238,7 +239,7 @@ def train(c, exp=None, device="auto", ckpt=None, resume=False, smoke=False, batc
         return
     from yft.device import pick_device
     from yft.train.run import train as run_train
-    run_train(_exp(exp, set_ or ()), pick_device(device), ckpt=ckpt, resume=resume, smoke=smoke,
+    run_train(_exp(exp, set_ or ()), pick_device(device), ckpt=ckpt, resume=resume, smoke=smoke, name=name,
               batch_size=batch_size or None, amp=amp, strategy=strategy,
               progress=False if quiet else None)
 
@@ -271,7 +272,7 @@ def check(c, exp=None, ckpt=None, device="auto", batch_size=0):
 
 
 @task(name="eval", iterable=["set_"], help={
-    "exp": "Exp file", "ckpt": "Checkpoint (default: runs/<exp>/train/best.pth)",
+    "exp": "Exp file", "ckpt": "Checkpoint (default: runs/<exp>/latest/best.pth)",
     "split": "val or test", "device": "auto, cpu, cuda, mps",
     "backend": "torch, onnx (an .onnx file as --ckpt) or trt", "batch_size": "Images per batch",
     "conf": "Confidence for the error analysis (default: the F1-best one)",
@@ -361,7 +362,7 @@ def drift(c, images=None, exp=None, ckpt=None, max_images=500, permutations=200,
 
 
 @task(name="export-onnx", help={
-    "exp": "Exp file", "ckpt": "Checkpoint (default: runs/<exp>/train/best.pth)",
+    "exp": "Exp file", "ckpt": "Checkpoint (default: runs/<exp>/latest/best.pth)",
     "output": "ONNX path (default: next to the checkpoint)",
     "opset": "ONNX opset, 11-23 (default: the Exp's onnx_opset)",
     "dynamic_batch": "Dynamic batch dimension (default); --no-dynamic-batch fixes it at 1",

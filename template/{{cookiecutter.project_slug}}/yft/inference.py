@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from yft.project import UserError
+from yft.project import UserError, relative
 
 
 def letterbox(img, size):
@@ -228,14 +228,15 @@ class TrtBackend(Backend):
 
 
 def default_checkpoint(exp):
-    """runs/<exp>/train/best.pth, else last.pth of the same run."""
-    from yft.project import run_dir
+    """best.pth of the latest run (yft.runs.resolve_run), else its last.pth."""
+    from yft.runs import resolve_run
 
-    folder = run_dir(exp, "train")
+    folder = resolve_run(exp)
     for name in ("best.pth", "last.pth"):
         if (folder / name).is_file():
             return folder / name
-    raise UserError(f"no checkpoint in {folder}: run `invoke train` first or pass --ckpt")
+    raise UserError(f"no checkpoint in {relative(folder)} yet (is it still training?): wait for its first "
+                    "epoch, or pass --ckpt")
 
 
 def load_model(exp, ckpt):

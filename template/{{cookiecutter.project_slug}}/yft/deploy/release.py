@@ -19,14 +19,15 @@ from pathlib import Path
 
 from yft.io import write_json
 from yft.project import UserError, relative, run_dir
+from yft.runs import runs_root
 
 
 def robustness_report(exp, ckpt):
     """The newest robustness results of this run, or None."""
     # `invoke robustness` writes runs/<exp>/robustness_<split>/robustness.json; a robustness/
     # folder next to the checkpoint counts too.
-    candidates = sorted(run_dir(exp, "train").parent.glob("robustness*/robustness.json"))
-    for folder in (Path(ckpt).parent, run_dir(exp, "train")):
+    candidates = sorted(runs_root(exp).glob("robustness*/robustness.json"))
+    for folder in (Path(ckpt).parent,):
         candidates += [folder / "robustness" / "robustness.json", folder / "robustness.json"]
     found = [p for p in candidates if p.is_file()]
     return max(found, key=lambda p: p.stat().st_mtime) if found else None

@@ -14,7 +14,8 @@ def parser():
     p.add_argument("--exp", help="Exp file (default: [tool.yft] exp in pyproject.toml)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, mps")
     p.add_argument("--ckpt", help="start from these weights")
-    p.add_argument("--resume", action="store_true", help="continue the run's last.pth")
+    p.add_argument("--resume", action="store_true", help="continue the latest run's last.pth (or --name's)")
+    p.add_argument("--name", help="run folder name under runs/<exp>/ (default: train, train2, ...)")
     p.add_argument("--smoke", action="store_true", help="a few iterations at a tiny size")
     p.add_argument("--batch-size", type=int, default=0, help="total batch size over all processes")
     p.add_argument("--amp", choices=["fp16", "bf16"], help="mixed precision")
@@ -32,7 +33,7 @@ def main(argv=None):
     args = parser().parse_args(argv)
     try:
         exp = load_exp(args.exp, args.overrides)
-        train(exp, pick_device(args.device), ckpt=args.ckpt, resume=args.resume, smoke=args.smoke,
+        train(exp, pick_device(args.device), ckpt=args.ckpt, resume=args.resume, smoke=args.smoke, name=args.name,
               batch_size=args.batch_size or None, amp=args.amp, strategy=args.strategy,
               progress=False if args.quiet else None)
     except UserError as err:

@@ -89,6 +89,15 @@ def broadcast_float(value, device):
     return float(tensor.item())
 
 
+def broadcast_object(value):
+    """Rank 0's picklable value on every rank (e.g. the run folder only rank 0 may create)."""
+    if world_size() == 1:
+        return value
+    box = [value]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]
+
+
 def broadcast_model(model):
     """Rank 0's parameters and buffers everywhere (before the EMA copies them)."""
     if world_size() > 1:

@@ -4,7 +4,8 @@
     invoke train --device cpu --smoke  # a few iterations at a tiny size: does everything run?
     invoke train --ckpt yolox_s.pth    # finetune pretrained weights (see `invoke download-weights`)
     invoke train --strategy head       # only the head trains (little data)
-    invoke train --resume              # continue runs/<exp>/train/last.pth exactly
+    invoke train --name big-lr         # runs/<exp>/big-lr instead of the next train, train2, ...
+    invoke train --resume              # continue the latest run's last.pth exactly (or --name's)
     invoke train --devices 4           # 4 GPUs (or CPU processes) via torchrun / DDP
 
 The learning rate follows the linear scaling rule: lr = exp.basic_lr_per_img * batch size *
@@ -13,6 +14,7 @@ accumulate, warmed up, then cosine-decayed (or stepped); see yft.train.optim.
 
 import random
 import time
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -24,7 +26,8 @@ from yft.device import describe
 from yft.evaluate.run import evaluate_backend
 from yft.inference import TorchBackend
 from yft.io import clean_stale_temps
-from yft.project import UserError, relative, run_dir
+from yft import runs
+from yft.project import UserError, relative
 from yft.train import distributed, hooks
 from yft.train.checkpoint import load_checkpoint, load_weights
 from yft.train.fast_loss import install_fast_loss
@@ -53,8 +56,11 @@ def log(message):
 
 
 def train(exp, device, ckpt=None, resume=False, smoke=False, batch_size=None, amp=None,
-          out_dir=None, progress=None, strategy=None, max_iters_per_epoch=None, extra_hooks=()):
+          out_dir=None, progress=None, strategy=None, max_iters_per_epoch=None, extra_hooks=(), name=None):
     """Train and return the run folder (last.pth, best.pth, logs, curves).
+
+    The folder: out_dir if given; with resume, the latest run (or the one called `name`); else a
+    new one (yft.runs.new_run: train, train2, ... or `name`), created once the data checks pass.
 
     progress: True/False forces progress bars on/off (default: only on a terminal).
     max_iters_per_epoch: cap the batches per epoch (smoke runs and tests).
@@ -73,15 +79,17 @@ def train(exp, device, ckpt=None, resume=False, smoke=False, batch_size=None, am
     batch_size = int(batch_size or exp.batch_size)
     if batch_size % world:
         raise UserError(f"batch size {batch_size} does not split evenly over {world} processes")
-    out_dir = out_dir or run_dir(exp, "smoke" if smoke else "train")
-    out_dir.mkdir(parents=True, exist_ok=True)
-    if distributed.is_main():  # what a killed run was writing (half a checkpoint) goes now
-        for path in clean_stale_temps(out_dir):
-            log(f"removed {relative(path)}, a temporary file left by a killed run")
-
+    if name:
+        runs.check_name(name)
+    if out_dir is None and resume is True:
+        out_dir = runs.resolve_run(exp, name, smoke=smoke)
+        if not smoke and distributed.is_main():
+            runs.set_latest(exp, out_dir)
+    elif out_dir is None and resume:
+        out_dir = Path(resume).parent
     state = None
     if resume:
-        resume_path = out_dir / "last.pth" if resume is True else resume
+        resume_path = Path(out_dir) / "last.pth" if resume is True else Path(resume)
         state = load_checkpoint(resume_path)
     seed = exp.seed if exp.seed is not None else random.randrange(2**31)
     seed = int(distributed.broadcast_float(seed, device))  # every rank draws the same stream
@@ -101,6 +109,13 @@ def train(exp, device, ckpt=None, resume=False, smoke=False, batch_size=None, am
     log("loading data")
     check_split(exp, "train")
     check_split(exp, "val")  # fail now, not after the first epoch
+    if out_dir is None:  # only now: a run that cannot start leaves no empty folder behind
+        out_dir = distributed.broadcast_object(runs.new_run(exp, name, smoke) if distributed.is_main() else None)
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    if distributed.is_main():  # what a killed run was writing (half a checkpoint) goes now
+        for path in clean_stale_temps(out_dir):
+            log(f"removed {relative(path)}, a temporary file left by a killed run")
     skip = state["iteration"] if state else 0
     loader = build_train_loader(exp, batch_size // world, device, seed=seed, rank=rank,
                                 world_size=world, skip_batches=skip)
