@@ -12,7 +12,7 @@ import torch
 
 from yft.deploy import trt
 from yft.deploy.cli import run_export_trt
-from yft.inference import letterbox
+from yft.inference import letterbox, read_sidecar
 from yft.project import UserError
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -51,13 +51,13 @@ def test_sidecar_carries_what_a_deployment_needs(deploy_setup, deploy_onnx, tmp_
     info = trt.sidecar(exp, deploy_onnx, "int8", (1, 4, 16), "10.9.0", "NVIDIA H100 (compute capability 9.0)", 64)
     path = trt.write_sidecar(tmp_path / "best.engine", info)
     assert path.name == "best.engine.json"
-    saved = trt.read_sidecar(tmp_path / "best.engine")
+    saved = read_sidecar(tmp_path / "best.engine")
     assert saved["class_names"] == list(exp.class_names) and saved["input_size"] == list(exp.test_size)
     assert saved["precision"] == "int8" and saved["tensorrt_version"] == "10.9.0" and "H100" in saved["gpu"]
     assert saved["batch"] == {"min": 1, "opt": 4, "max": 16} and saved["decode"] is True and saved["nms"] is None
     assert len(saved["onnx_sha256"]) == 64 and "letterboxed" in saved["preprocessing"]
     with pytest.raises(UserError, match="sidecar is missing"):
-        trt.read_sidecar(tmp_path / "other.engine")
+        read_sidecar(tmp_path / "other.engine")
 
 
 def test_missing_requirements_are_named_with_the_install_hint(monkeypatch):

@@ -1,7 +1,9 @@
-"""Running a trained model: preprocessing, the torch and ONNX backends, and box decoding.
+"""Running a trained model: preprocessing, the torch, ONNX and TensorRT backends, box decoding.
 
-Evaluation, prediction and export all go through these few functions, so a box means the
-same thing everywhere: (x1, y1, x2, y2) in the pixels of the original image.
+Evaluation, prediction, export and training's validation all go through these few functions,
+so a box means the same thing everywhere: (x1, y1, x2, y2) in the pixels of the original image.
+They import this module; it imports none of them (building engines is yft.deploy.trt's job,
+running them is here).
 """
 
 import json
@@ -10,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from yft.data.coco_io import read_json
 from yft.project import UserError, relative
 
 
@@ -167,6 +170,32 @@ class OnnxBackend(Backend):
                                    ratios, conf)
 
 
+# TensorRT comes from NVIDIA's package index and needs an NVIDIA GPU: imported lazily.
+INSTALL_HINT = "pip install tensorrt-cu12 --extra-index-url https://pypi.nvidia.com"
+
+
+def import_tensorrt(context=None):
+    """The tensorrt module, or a UserError that says how to install it."""
+    try:
+        import tensorrt
+    except ImportError:
+        where = f"{context}: " if context else ""
+        raise UserError(f"{where}TensorRT is not installed; install it with `{INSTALL_HINT}`") from None
+    return tensorrt
+
+
+def sidecar_path(engine_path):
+    """best.engine -> best.engine.json"""
+    return Path(str(engine_path) + ".json")
+
+
+def read_sidecar(engine_path):
+    path = sidecar_path(engine_path)
+    if not path.is_file():
+        raise UserError(f"{path}: the engine's sidecar is missing (rebuild with `invoke export-trt`)")
+    return read_json(path)
+
+
 class TrtBackend(Backend):
     """A TensorRT engine built by `invoke export-trt` (needs tensorrt and an NVIDIA GPU); inputs
     and outputs live in torch CUDA tensors, so no pycuda is needed."""
@@ -174,8 +203,6 @@ class TrtBackend(Backend):
     name = "trt"
 
     def __init__(self, path, device=None):
-        from yft.deploy.trt import import_tensorrt, read_sidecar
-
         trt = import_tensorrt(path)
         self.sidecar = read_sidecar(path)
         self.nms_in_graph = self.sidecar.get("nms") or None

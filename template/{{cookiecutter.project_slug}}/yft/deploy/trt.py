@@ -18,22 +18,10 @@ from pathlib import Path
 
 import numpy as np
 
-from yft.data.coco_io import read_json
+# The runtime half (import, sidecar reading) lives with the backends, which this module builds for.
+from yft.inference import INSTALL_HINT, import_tensorrt, letterbox, onnx_metadata, sidecar_path
 from yft.io import write_atomic, write_json
 from yft.project import UserError, relative
-
-INSTALL_HINT = "pip install tensorrt-cu12 --extra-index-url https://pypi.nvidia.com"
-
-
-def import_tensorrt(context=None):
-    """The tensorrt module, or a UserError that says how to install it."""
-    try:
-        import tensorrt
-    except ImportError:
-        where = f"{context}: " if context else ""
-        raise UserError(f"{where}TensorRT is not installed; install it with `{INSTALL_HINT}`") from None
-    return tensorrt
-
 
 def missing_requirements():
     """What this machine lacks for building or running an engine ([] when nothing)."""
@@ -55,18 +43,6 @@ def require_tensorrt(onnx_path=None):
     if missing:
         done = f"; the ONNX model is ready at {relative(onnx_path)}" if onnx_path else ""
         raise UserError("cannot build a TensorRT engine: " + " and ".join(missing) + done)
-
-
-def sidecar_path(engine_path):
-    """best.engine -> best.engine.json"""
-    return Path(str(engine_path) + ".json")
-
-
-def read_sidecar(engine_path):
-    path = sidecar_path(engine_path)
-    if not path.is_file():
-        raise UserError(f"{path}: the engine's sidecar is missing (rebuild with `invoke export-trt`)")
-    return read_json(path)
 
 
 def calibration_files(exp, count, split="val"):
@@ -93,8 +69,6 @@ class CalibrationBatches:
 
     def __iter__(self):
         import cv2
-
-        from yft.inference import letterbox
 
         batch = []
         for path in self.files:
@@ -194,8 +168,6 @@ def build_engine(onnx_path, engine_path, input_size, *, fp16=False, int8=False, 
 
 def sidecar(exp, onnx_path, precision, batches, trt_version, gpu, calib_images=0):
     """What a deployment needs to know about an engine besides the engine itself."""
-    from yft.inference import onnx_metadata
-
     meta = onnx_metadata(onnx_path)
     return {"schema": 1, "class_names": list(exp.class_names), "category_ids": list(exp.category_ids()),
             "input_size": list(exp.test_size), "preprocessing": meta.get("preprocessing"),
