@@ -6,8 +6,8 @@ same run (each conversion a fresh process, so imports count; median of --repeat 
 that both outputs describe the same boxes, and prints the speed ratio.
 
 Normalisation before comparing (platform facts): globox drops images without a label file and
-names YOLO classes "0", "1", ...; globox copies VOC coordinates (w = xmax - xmin) while we follow
-the VOC devkit (1-based inclusive: x = xmin - 1, w = xmax - xmin + 1).
+names YOLO classes "0", "1", ...; both read VOC `xmin` as the left edge (x = xmin, w = xmax - xmin),
+so VOC boxes compare as they are.
 
     python benchmarks/convert_bench.py [--n 20000] [--repeat 3] [--workdir /tmp/yft_bench]
 
@@ -75,7 +75,7 @@ def timed(cmd, env=None):
 
 def ours_cmd(fmt, src, images, out):
     return [sys.executable, "-m", "yft.data.convert", "--from", fmt, "--src", str(src), "--images",
-            str(images), "--out", str(out), "--classes", ",".join(CLASSES)]
+            str(images), "--out", str(out), "--classes", ",".join(CLASSES), "--force"]
 
 
 def globox_cmd(fmt, src, images, out):
@@ -97,8 +97,6 @@ def boxes_of(path, fmt, tool):
         if tool == "globox" and fmt == "yolo":
             name = CLASSES[int(name)]
         x, y, w, h = a["bbox"]
-        if tool == "ours" and fmt == "voc":  # VOC devkit convention -> globox's copied values
-            x, y, w, h = x + 1, y + 1, w - 1, h - 1
         out.setdefault(files[a["image_id"]], []).append((name, round(x, 1), round(y, 1), round(w, 1), round(h, 1)))
     return {k: sorted(v) for k, v in out.items()}, len(coco["images"])
 

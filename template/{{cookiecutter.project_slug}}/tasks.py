@@ -52,29 +52,49 @@ def sample_data(c, exp=None, train=64, val=16, test=16, seed=0):
         print(f"wrote {relative(path)}")
 
 
-@task(name="convert", iterable=["src", "map_"], help={
-    "from_": "Label format: yolo, voc, labelme, cvat, labelstudio or coco",
-    "src": "Labels: a folder (yolo, voc, labelme) or a file (cvat, labelstudio, coco); "
-           "repeat --src to merge several COCO files",
-    "images": "The image folder (sizes from image headers; images without labels become negatives)",
-    "out": "Output: a COCO .json file (or a new folder with --to yolo)",
+@task(name="convert", iterable=["src", "map_", "images"], help={
+    "from_": "FORMAT: yolo, voc, labelme, cvat, labelstudio or coco",
+    "src": "PATH: the labels: a folder (yolo, voc, labelme; or an export's root folder), or a file "
+           "(cvat, labelstudio, coco); repeat to merge several COCO files (or give their folder)",
+    "images": "DIR: the image folder (sizes from image headers; images without labels become "
+              "negatives); default: --src for yolo and labelme; for coco, once or once per --src",
+    "out": "FILE: the COCO .json to write (a new FOLDER with --to yolo); a JSON report is written "
+           "beside it (<out>.report.json)",
     "to": "coco (default) or yolo (from a COCO file)",
-    "map_": "Rename a source class: --map old=new (repeatable; several olds may merge into one)",
+    "map_": "OLD=NEW: rename a source class (repeatable; several olds may merge into one; "
+            "'=NEW' names a blank label)",
+    "names": "FILE: YOLO class names (classes.txt / obj.names / data.yaml), when the export has none",
     "drop_unknown": "Drop boxes of classes the Exp does not have (counted) instead of failing",
-    "difficult": "VOC difficult objects: keep (as an attribute) or drop",
+    "difficult": "keep|drop: VOC difficult objects kept (as an attribute) or dropped (counted)",
+    "voc_convention": "edge|devkit: VOC xmin is the left edge (default; CVAT, Roboflow, labelme2voc) "
+                      "or the VOC devkit's 1-based pixel (x = xmin - 1, w = xmax - xmin + 1)",
+    "rotated": "error|enclose: a rotated box (CVAT, Label Studio) is an error (default) or becomes "
+               "the axis-aligned box around it (counted)",
+    "annotation": "first|last|all|ANNOTATOR: which Label Studio annotation of a task (id or e-mail); "
+                  "the others are counted",
+    "predictions": "Label Studio: use a task's prediction when it has no annotation",
+    "subset": "NAME|all: the subset of a CVAT project export, or all (one COCO file per subset)",
+    "skip_missing_images": "Leave out labels whose image is missing (counted) instead of failing",
     "require_labels": "Fail on an image without a label file instead of keeping it as a negative",
-    "exp": "Exp file (its class names and ids)"})
+    "strict": "Fail when any annotation is not converted (the summary's table)",
+    "force": "Replace --out (and its report) when it exists",
+    "exp": "FILE: the Exp (its class names and ids)"})
 @friendly
-def convert(c, from_=None, src=None, out=None, images=None, to="coco", map_=None, drop_unknown=False,
-            difficult="keep", require_labels=False, exp=None):
+def convert(c, from_=None, src=None, out=None, images=None, to="coco", map_=None, names=None,
+            drop_unknown=False, difficult="keep", voc_convention="edge", rotated="error",
+            annotation="first", predictions=False, subset=None, skip_missing_images=False,
+            require_labels=False, strict=False, force=False, exp=None):
     """Convert YOLO / VOC / LabelMe / CVAT / Label Studio / COCO labels to this project's COCO."""
     from yft.data.convert import convert as run_convert, format_summary
     from yft.project import UserError
     if not from_ or not out:
         raise UserError("convert needs --from FORMAT, --src LABELS and --out FILE (see --help)")
     e = _exp(exp)
-    print(format_summary(run_convert(from_, src, images, out, e.class_names, e.category_ids(),
-                                     map_ or (), drop_unknown, require_labels, difficult, to)))
+    print(format_summary(run_convert(
+        from_, src, images, out, e.class_names, e.category_ids(), map_ or (), drop_unknown,
+        require_labels, difficult, to, strict=strict, force=force, skip_missing_images=skip_missing_images,
+        names=names, rotated=rotated, annotation=annotation, predictions=predictions, subset=subset,
+        voc_convention=voc_convention)))
 
 
 @task(help={"fix": "Write <name>.fixed.json next to each annotation file (originals untouched)",

@@ -65,10 +65,10 @@ def test_yolo_to_coco(yolo, tmp_path):
 def test_yolo_map_and_drop_unknown(yolo, tmp_path):
     images, labels = yolo
     (labels / "classes.txt").write_text("kitty\ndog\nparrot\n")
-    with pytest.raises(UserError, match=r"a.txt: class index 0 .*unknown class 'kitty'"):
+    with pytest.raises(UserError, match=r"a.txt:1: unknown class 'kitty'"):
         run("yolo", labels, images, tmp_path / "x.json")
     summary = run("yolo", labels, images, tmp_path / "out.json", mapping=["kitty=cat"], drop_unknown=True)
-    assert summary["boxes"] == 2 and summary["dropped_unknown"] == {"parrot": 1}
+    assert summary["boxes"] == 2 and summary["not_converted"] == {"unknown class 'parrot' (--drop-unknown)": 1}
     with pytest.raises(UserError, match="'lion' is not one of the Exp's classes"):
         run("yolo", labels, images, tmp_path / "x.json", mapping=["kitty=lion"])
     assert not (tmp_path / "x.json").exists()
@@ -94,7 +94,7 @@ VOC = """<annotation><folder>x</folder><filename>{name}</filename>
 </annotation>"""
 
 
-def test_voc_convention_and_difficult(tmp_path):
+def test_voc_conventions_and_difficult(tmp_path):
     images, xml = tmp_path / "JPEGImages", tmp_path / "Annotations"
     write_jpg(images / "one.jpg", 64, 48)
     write_jpg(images / "two.jpg", 64, 48)  # negative
@@ -103,13 +103,18 @@ def test_voc_convention_and_difficult(tmp_path):
     run("voc", xml, images, tmp_path / "out.json")
     coco = json.loads((tmp_path / "out.json").read_text())
     dog, cat = coco["annotations"]
-    assert dog["bbox"] == [0, 0, 10, 20]  # VOC pixels 1..10 are 10 pixels wide, from COCO x=0
-    assert cat["bbox"] == pytest.approx([9.5, 4.25, 21, 11])  # fractions kept
+    # default: xmin is the left edge, as CVAT, Roboflow, labelme2voc and globox write it
+    assert dog["bbox"] == [1, 1, 9, 19]
+    assert cat["bbox"] == pytest.approx([10.5, 5.25, 20, 10])  # fractions kept
     assert dog["attributes"] == {"difficult": False, "truncated": True}
     assert cat["attributes"]["difficult"] is True
     assert len(coco["images"]) == 2
+    run("voc", xml, images, tmp_path / "devkit.json", voc_convention="devkit")
+    dog, cat = json.loads((tmp_path / "devkit.json").read_text())["annotations"]
+    assert dog["bbox"] == [0, 0, 10, 20]  # VOC devkit pixels 1..10 are 10 pixels wide, from COCO x=0
+    assert cat["bbox"] == pytest.approx([9.5, 4.25, 21, 11])
     summary = run("voc", xml, images, tmp_path / "drop.json", difficult="drop")
-    assert summary["boxes"] == 1 and summary["dropped_difficult"] == 1
+    assert summary["boxes"] == 1 and summary["not_converted"] == {"difficult object (--difficult drop)": 1}
 
 
 def test_labelme_cvat_labelstudio(tmp_path):
@@ -125,7 +130,7 @@ def test_labelme_cvat_labelstudio(tmp_path):
     summary = run("labelme", lm, images, tmp_path / "lm.json")
     coco = json.loads((tmp_path / "lm.json").read_text())
     assert [a["bbox"] for a in coco["annotations"]] == [[10, 5, 20, 35], [1, 2, 8, 10]]
-    assert summary["skipped_shapes"] == {"point": 1}
+    assert summary["not_converted"] == {"point (no box)": 1}
 
     cvat = tmp_path / "cvat.xml"
     cvat.write_text("""<?xml version="1.0" encoding="utf-8"?><annotations><version>1.1</version>
@@ -149,7 +154,7 @@ def test_labelme_cvat_labelstudio(tmp_path):
     assert ann["bbox"] == [10, 10, 50, 20] and ann["category_id"] == 3
     task["annotations"][0]["result"][0]["value"]["rotation"] = 15
     ls.write_text(json.dumps([task]))
-    with pytest.raises(UserError, match="ls.json: task 7 result 0: box is rotated"):
+    with pytest.raises(UserError, match=r"ls.json: task 7 region 0: box is rotated \(15 degrees\).*--rotated enclose"):
         run("labelstudio", ls, images, tmp_path / "rot.json")
     assert not (tmp_path / "rot.json").exists()
 
@@ -158,18 +163,23 @@ def test_merge_coco_and_back_to_yolo(yolo, tmp_path):
     images, labels = yolo
     run("yolo", labels, images, tmp_path / "a.json")
     other = json.loads((tmp_path / "a.json").read_text())
+    # a second export in another folder, images beside it (Roboflow's layout), other category ids
     for image in other["images"]:
-        image["file_name"] = "more/" + image["file_name"]
+        write_jpg(tmp_path / "second" / "train" / image["file_name"], image["width"], image["height"])
     other["categories"] = [{"id": 7, "name": "dog"}, {"id": 9, "name": "cat"}, {"id": 3, "name": "bird"}]
     for ann in other["annotations"]:
         ann["category_id"] = {1: 9, 2: 7, 3: 3}[ann["category_id"]]
-    (tmp_path / "b.json").write_text(json.dumps(other))
-    convert("coco", [tmp_path / "a.json", tmp_path / "b.json"], None, tmp_path / "m.json", NAMES, IDS)
+    (tmp_path / "second" / "train" / "_annotations.coco.json").write_text(json.dumps(other))
+    summary = convert("coco", [tmp_path / "a.json", tmp_path / "second"], None, tmp_path / "m.json", NAMES, IDS)
     merged = json.loads((tmp_path / "m.json").read_text())
     assert [i["id"] for i in merged["images"]] == list(range(1, 7))
     assert [a["id"] for a in merged["annotations"]] == list(range(1, 7))
     cats = [a["category_id"] for a in merged["annotations"]]
     assert cats[:3] == cats[3:]  # same classes after mapping by name
+    # every image stays reachable from one folder, the one the summary names
+    assert summary["images_root"] == str(tmp_path)
+    assert all((tmp_path / i["file_name"]).is_file() for i in merged["images"])
+    assert {i["file_name"] for i in merged["images"]} >= {"images/a.jpg", "second/train/a.jpg"}
 
     convert("coco", [tmp_path / "a.json"], None, tmp_path / "yolo_out", NAMES, IDS, to="yolo")
     assert (tmp_path / "yolo_out" / "classes.txt").read_text() == "cat\ndog\nbird\n"
@@ -178,7 +188,7 @@ def test_merge_coco_and_back_to_yolo(yolo, tmp_path):
     want = [line.split() for line in (labels / "a.txt").read_text().splitlines()]
     assert [[int(g[0])] + [float(v) for v in g[1:]] for g in got] == \
         [[int(w[0])] + [pytest.approx(float(v)) for v in w[1:]] for w in want]
-    with pytest.raises(UserError, match="not empty"):
+    with pytest.raises(UserError, match="not an empty folder"):
         convert("coco", [tmp_path / "a.json"], None, tmp_path / "yolo_out", NAMES, IDS, to="yolo")
 
 

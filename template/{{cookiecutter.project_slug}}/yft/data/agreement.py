@@ -11,7 +11,8 @@ that sample.
 import random
 from collections import Counter, defaultdict
 
-from yft.data.convert import ImageIndex, load_coco
+from yft.data.formats.coco import load_coco
+from yft.io import list_images
 from yft.project import UserError
 
 
@@ -136,7 +137,7 @@ def overlap_sample(images, fraction=0.1, seed=0):
     """A seeded random `fraction` of the images under a folder (at least one), sorted."""
     if not 0 < fraction <= 1:
         raise UserError(f"--fraction {fraction}: expected a value in (0, 1]")
-    files = ImageIndex(images).files
+    files = list_images(images, relative=True)
     if not files:
         raise UserError(f"{images}: no images found")
     count = max(1, round(len(files) * fraction))

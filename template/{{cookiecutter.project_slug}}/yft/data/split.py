@@ -16,7 +16,7 @@ import shutil
 from collections import Counter
 from pathlib import Path
 
-from yft.data.convert import load_coco
+from yft.data.formats.coco import load_coco
 from yft.io import write_json
 from yft.project import UserError
 

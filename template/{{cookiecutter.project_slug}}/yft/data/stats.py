@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from yft.data.coco_io import annotation_path, image_dir
-from yft.data.convert import load_coco
+from yft.data.formats.coco import load_coco
 from yft.io import write_figure, write_json, write_png
 from yft.project import UserError
 

@@ -48,11 +48,11 @@ def bench_images(exp, count=32):
     import cv2
 
     from yft.data.coco_io import image_dir
-    from yft.deploy.predict import IMAGE_SUFFIXES
+    from yft.io import list_images
 
     for split in ("val", "train"):
         folder = image_dir(exp, split)
-        files = sorted(p for p in folder.glob("*") if p.suffix.lower() in IMAGE_SUFFIXES) if folder.is_dir() else []
+        files = list_images(folder, recursive=False)
         images = [img for img in (cv2.imread(str(p)) for p in files[:count]) if img is not None]
         if images:
             return images

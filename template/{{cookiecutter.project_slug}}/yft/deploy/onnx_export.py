@@ -46,9 +46,10 @@ def sample_inputs(exp, count=4):
 
     from yft.data.coco_io import image_dir
     from yft.inference import letterbox
+    from yft.io import list_images
 
     folder = image_dir(exp, "val")
-    files = sorted(p for p in folder.glob("*") if p.suffix.lower() in {".jpg", ".jpeg", ".png", ".bmp"}) if folder.is_dir() else []
+    files = list_images(folder, recursive=False)
     images = [letterbox(img, exp.test_size)[0] for img in (cv2.imread(str(p)) for p in files[:count]) if img is not None]
     if not images:
         rng = np.random.default_rng(0)

@@ -13,10 +13,9 @@ import numpy as np
 
 from yft.data.sample import class_style
 from yft.inference import letterbox
-from yft.io import atomic_path, write_png
+from yft.io import IMAGE_SUFFIXES, atomic_path, write_png
 from yft.project import UserError
 
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"}
 VIDEO_SUFFIXES = {".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg"}
 
 
@@ -50,7 +49,7 @@ def is_video(path):
 def list_sources(source):
     """Image and video files of a file, a folder or a glob pattern, sorted."""
     source = Path(source)
-    wanted = IMAGE_SUFFIXES | VIDEO_SUFFIXES
+    wanted = set(IMAGE_SUFFIXES) | VIDEO_SUFFIXES
     if source.is_file():
         return [source]
     if source.is_dir():

@@ -48,10 +48,10 @@ def require_tensorrt(onnx_path=None):
 def calibration_files(exp, count, split="val"):
     """The first `count` images of a split (file order), for INT8 calibration."""
     from yft.data.coco_io import image_dir
-    from yft.deploy.predict import IMAGE_SUFFIXES
+    from yft.io import list_images
 
     folder = image_dir(exp, split)
-    files = sorted(p for p in folder.glob("*") if p.suffix.lower() in IMAGE_SUFFIXES) if folder.is_dir() else []
+    files = list_images(folder, recursive=False)
     if not files:
         raise UserError(f"{folder}: no images for INT8 calibration")
     return files[:count]

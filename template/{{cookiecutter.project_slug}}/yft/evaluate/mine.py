@@ -21,17 +21,14 @@ import torch
 
 from yft.evaluate.matching import box_iou
 from yft.inference import decode, letterbox
-from yft.io import write_atomic, write_json, write_png
+from yft.io import IMAGE_SUFFIXES, list_images as find_images, write_atomic, write_json, write_png
 from yft.project import UserError, relative, run_dir
-
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
-
 
 def list_images(folder):
     folder = Path(folder)
     if not folder.is_dir():
         raise UserError(f"{folder}: not a folder of images")
-    files = sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+    files = find_images(folder)
     if not files:
         raise UserError(f"{folder}: no images ({', '.join(IMAGE_SUFFIXES)})")
     return files
