@@ -91,7 +91,7 @@ def test_keep_coco_project_own_tests_pass(tmp_path):
 
 def test_ddp_two_processes_agree_on_weights(project):
     """`invoke train --devices 2` runs torchrun with gloo on CPU; both ranks end with the same weights."""
-    invoke(project, "sample-data", "--train", "24", "--val", "8", "--test", "4")
+    invoke(project, "sample-data", "--train", "24", "--val", "8", "--test", "4", "--force")  # after test_life_cycle's
     result = invoke(project, "train", "--devices", "2", "--smoke", "--device", "cpu", "--quiet",
                     "--batch-size", "4", "--set", "output_dir=runs-ddp")
     output = result.stdout + result.stderr

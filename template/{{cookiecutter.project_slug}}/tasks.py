@@ -42,13 +42,15 @@ def setup(c, extras="dev", dry_run=False):
 
 @task(name="sample-data", help={"exp": "Exp file (default: [tool.yft] exp in pyproject.toml)",
                                 "train": "Training images", "val": "Validation images",
-                                "test": "Test images", "seed": "Random seed"})
+                                "test": "Test images (0: no test split)", "seed": "Random seed",
+                                "force": "Replace annotations and images the splits already hold"})
 @friendly
-def sample_data(c, exp=None, train=64, val=16, test=16, seed=0):
-    """Write a small synthetic dataset labelled with this project's class names."""
+def sample_data(c, exp=None, train=64, val=16, test=16, seed=0, force=False):
+    """Write a small synthetic dataset labelled with this project's class names (refuses to
+    replace a dataset that is already there unless --force)."""
     from yft.data.sample import make_sample_dataset
     from yft.project import relative
-    for path in make_sample_dataset(_exp(exp), (train, val, test), seed):
+    for path in make_sample_dataset(_exp(exp), (train, val, test), seed, force):
         print(f"wrote {relative(path)}")
 
 
@@ -397,8 +399,8 @@ def export_onnx(c, exp=None, ckpt=None, output=None, opset=0, dynamic_batch=True
 
 @task(name="export-trt", help={
     "exp": "Exp file", "ckpt": "Checkpoint to export (default: best.pth)",
-    "onnx": "Build from this ONNX model instead of exporting the checkpoint",
-    "output": "Engine path (default: next to the ONNX model, .engine)",
+    "onnx": "Build from this ONNX model instead of exporting the checkpoint to <ckpt>.trt.onnx",
+    "output": "Engine path (default: <ckpt>.engine, or <onnx>.engine with --onnx)",
     "fp16": "Allow FP16 kernels", "int8": "INT8, calibrated on validation images",
     "calib_images": "Validation images for INT8 calibration",
     "min_batch": "Smallest batch the engine accepts", "opt_batch": "Batch size it is tuned for",

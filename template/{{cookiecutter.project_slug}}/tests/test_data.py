@@ -58,3 +58,30 @@ def test_atomic_write_keeps_old_file_on_failure(tmp_path):
         write_atomic(path, None)  # fails mid-write
     assert path.read_bytes() == b"old"
     assert os.listdir(tmp_path) == ["out.json"]  # no temporary file left behind
+
+
+def test_sample_data_never_replaces_a_dataset_without_force(exp):
+    from yft.data.sample import make_sample_dataset
+
+    make_sample_dataset(exp, counts=(2, 1, 1))
+    ann = annotation_path(exp, "train")
+    ann.write_text('{"images": [], "annotations": [], "categories": [], "note": "real labels"}')
+    with pytest.raises(UserError, match="already holds data.*--force"):
+        make_sample_dataset(exp, counts=(2, 1, 1))
+    assert "real labels" in ann.read_text()
+    make_sample_dataset(exp, counts=(2, 1, 1), force=True)
+    assert "real labels" not in ann.read_text()
+
+
+def test_sample_data_refuses_next_to_user_images_and_bad_counts(exp):
+    from yft.data.sample import make_sample_dataset
+
+    folder = image_dir(exp, "val")
+    folder.mkdir(parents=True)
+    (folder / "mine.jpg").write_bytes(b"a user's photo")
+    with pytest.raises(UserError, match="val2017: the dataset already holds data"):
+        make_sample_dataset(exp, counts=(2, 1, 0))
+    with pytest.raises(UserError, match="at least 1 image"):
+        make_sample_dataset(exp, counts=(-4, 1, 0), force=True)
+    assert make_sample_dataset(exp, counts=(2, 1, 0), force=True)[-1] == annotation_path(exp, "val")
+    assert (folder / "mine.jpg").read_bytes() == b"a user's photo"

@@ -85,6 +85,25 @@ def test_export_trt_without_tensorrt_keeps_the_onnx_and_writes_no_engine(deploy_
     assert sorted(p.name for p in tmp_path.iterdir()) == ["best.onnx"]  # no engine, no partial file
 
 
+@pytest.mark.skipif(HAVE_TRT, reason="this machine can build engines")
+def test_export_trt_without_tensorrt_writes_nothing_next_to_the_checkpoint(deploy_setup, deploy_onnx, tmp_path):
+    """It used to rewrite best.onnx with a TensorRT-only NMS graph first, then fail: `predict
+    --backend onnx` was broken afterwards."""
+    exp, ckpt = deploy_setup
+    (tmp_path / "best.pth").write_bytes(ckpt.read_bytes())
+    (tmp_path / "best.onnx").write_bytes(deploy_onnx.read_bytes())
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
+    with pytest.raises(UserError, match="cannot build a TensorRT engine"):
+        run_export_trt(exp, torch.device("cpu"), tmp_path / "best.pth", None, None, nms="trt")
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before
+
+
+def test_tensorrt_graph_has_its_own_name():
+    from yft.deploy.cli import trt_onnx_path
+
+    assert trt_onnx_path("runs/x/train2/best.pth").name == "best.trt.onnx"
+
+
 def test_export_trt_refuses_an_onnx_of_other_classes(deploy_setup, deploy_onnx, tmp_path):
     import copy
 

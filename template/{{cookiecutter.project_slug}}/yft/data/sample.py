@@ -14,6 +14,7 @@ import numpy as np
 from yft.data.coco_io import annotation_path, image_dir
 from yft.exp import COCO_CLASS_NAMES
 from yft.io import write_atomic, write_json
+from yft.project import UserError, relative
 
 SHAPES = ("circle", "square", "triangle", "diamond", "cross", "ring")
 
@@ -65,8 +66,28 @@ def make_image(rng, our_indices, negative_rate=0.1):
     return img, boxes
 
 
-def make_sample_dataset(exp, counts=(64, 16, 16), seed=0):
-    """Write train/val/test images and COCO files under exp.data_dir; return the paths written."""
+def existing_data(exp):
+    """What the splits already hold: annotation files and non-empty image folders."""
+    found = []
+    for split in ("train", "val", "test"):
+        ann, folder = annotation_path(exp, split), image_dir(exp, split)
+        if ann.exists():
+            found.append(ann)
+        if folder.is_dir() and any(folder.iterdir()):
+            found.append(folder)
+    return found
+
+
+def make_sample_dataset(exp, counts=(64, 16, 16), seed=0, force=False):
+    """Write train/val/test images and COCO files under exp.data_dir; return the paths written.
+    Refuses when a split already holds annotations or images (real labels must never be replaced
+    by synthetic ones by accident), unless force."""
+    if any(not isinstance(n, int) or n < 0 for n in counts) or min(counts[:2]) < 1:
+        raise UserError(f"image counts {tuple(counts)}: train and val need at least 1 image, test 0 or more")
+    found = existing_data(exp)
+    if found and not force:
+        raise UserError(f"{relative(found[0])}: the dataset already holds data ({len(found)} annotation files "
+                        "and image folders); sample-data would replace it: pass --force to do that anyway")
     rng = np.random.default_rng(seed)
     # Our classes: all of them (fresh), those after COCO's 80 (keep_coco), or the renamed COCO
     # slots (replace); COCO's own classes get no synthetic objects.
@@ -83,6 +104,8 @@ def make_sample_dataset(exp, counts=(64, 16, 16), seed=0):
     ]
     written, image_id, ann_id = [], 1, 1
     for split, count in zip(("train", "val", "test"), counts):
+        if not count:  # no test split rather than an empty one (validate and eval refuse those)
+            continue
         folder = image_dir(exp, split)
         folder.mkdir(parents=True, exist_ok=True)
         images, annotations = [], []

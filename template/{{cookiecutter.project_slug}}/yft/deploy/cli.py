@@ -16,6 +16,11 @@ def parity_path(onnx_path):
     return Path(str(onnx_path) + ".parity.json")
 
 
+def trt_onnx_path(ckpt):
+    """best.pth -> best.trt.onnx: the ONNX graph export-trt builds its engine from."""
+    return Path(ckpt).with_suffix(".trt.onnx")
+
+
 def run_export_onnx(exp, ckpt, output, opset, dynamic_batch, decode=True, nms=None):
     """Export, check against torch, write the parity report. Returns (path, (box, score diff))."""
     ckpt = Path(ckpt) if ckpt else default_checkpoint(exp)
@@ -62,12 +67,15 @@ def run_export_trt(exp, device, ckpt, onnx, output, fp16=False, int8=False, cali
             raise UserError(f"{onnx_path}: has ONNX NonMaxSuppression inside (variable-size output); "
                             "export with --nms trt or without --nms for TensorRT")
         report = None
-    else:
-        onnx_path, _ = run_export_onnx(exp, ckpt, None, None, True, True, nms)
+    # Before anything is written: without TensorRT or a GPU nothing of the run changes.
+    trt.require_tensorrt(onnx_path if onnx else None)
+    if not onnx:
+        ckpt = Path(ckpt) if ckpt else default_checkpoint(exp)
+        # A graph of its own (best.trt.onnx): with --nms trt it holds a TensorRT-only op, and it must
+        # never replace the best.onnx that `predict --backend onnx` runs.
+        onnx_path, _ = run_export_onnx(exp, ckpt, trt_onnx_path(ckpt), None, True, True, nms)
         report = json.loads(parity_path(onnx_path).read_text(encoding="utf-8"))
-    trt.require_tensorrt(onnx_path)  # no TensorRT or no GPU: say so, keep the ONNX, no engine
-
-    engine_path = Path(output) if output else onnx_path.with_suffix(".engine")
+    engine_path = Path(output) if output else (onnx_path if onnx else ckpt).with_suffix(".engine")
     calib = None
     if int8:
         calib = trt.CalibrationBatches(trt.calibration_files(exp, calib_images), exp.test_size, opt_batch)
