@@ -144,7 +144,13 @@ def restore_rng_states(states):
 
 class Checkpointer(HookBase):
     """last.pth after every epoch; epoch_N.pth every exp.ckpt_interval epochs, keeping the
-    newest exp.keep_last. Each holds everything an exact resume needs, as plain types."""
+    newest exp.keep_last; best.pth when the Evaluator found a new best. Each holds everything an
+    exact resume needs, as plain types.
+
+    Runs after the Evaluator, the LR/stopping hooks and MetricsLog: a checkpoint includes the
+    epoch's validation, their state and its log rows, so a kill before it re-runs the whole epoch
+    (MetricsLog cuts the log back to the checkpoint) and a kill after it loses nothing.
+    """
 
     def __init__(self, out_dir):
         self.out_dir = out_dir
@@ -173,19 +179,28 @@ class Checkpointer(HookBase):
         t = self.trainer
         save_checkpoint(self.out_dir / "last.pth", self.state())
         epoch = t.epoch + 1
+        if getattr(t, "best_epoch", None) == epoch:  # best.pth: a copy of the very checkpoint that scored best
+            copy_atomic(self.out_dir / "last.pth", self.out_dir / "best.pth")
         if t.exp.ckpt_interval and epoch % t.exp.ckpt_interval == 0:
             copy_atomic(self.out_dir / "last.pth", self.out_dir / f"epoch_{epoch}.pth")
             kept = sorted(self.out_dir.glob("epoch_*.pth"), key=lambda p: int(p.stem.split("_")[1]))
             for old in kept[: max(0, len(kept) - t.exp.keep_last)]:
                 old.unlink()
 
+    def state_dict(self):
+        return {"best_epoch": getattr(self.trainer, "best_epoch", None)}
+
+    def load_state_dict(self, state):
+        t = self.trainer
+        t.best_epoch = state["best_epoch"]
+        if t.best_epoch is not None and t.best_epoch == t.start_epoch:
+            # killed between last.pth and its copy to best.pth: finish that copy now
+            copy_atomic(self.out_dir / "last.pth", self.out_dir / "best.pth")
+
 
 class Evaluator(HookBase):
-    """Validate the EMA weights every exp.eval_interval epochs and on the last one; keep best.pth.
-
-    Runs after the Checkpointer, so last.pth exists even if validation fails, and best.pth is a
-    copy of the very checkpoint that scored best.
-    """
+    """Validate the EMA weights every exp.eval_interval epochs and on the last one; a new best
+    sets trainer.best_epoch (the Checkpointer then copies the epoch's checkpoint to best.pth)."""
 
     def __init__(self, evaluate, out_dir):
         self.evaluate, self.out_dir, self.history = evaluate, out_dir, []
@@ -201,8 +216,7 @@ class Evaluator(HookBase):
         t.metrics = metrics
         ap = metrics["mAP50_95"] or 0.0
         if ap >= t.best_ap:
-            t.best_ap = ap
-            copy_atomic(self.out_dir / "last.pth", self.out_dir / "best.pth")
+            t.best_ap, t.best_epoch = ap, epoch
         self.history.append({k: metrics[k] for k in ("epoch", "mAP50_95", "mAP50", "mAP75")}
                             | {"loss": t.losses.get("total_loss"), "lr": t.lr})
         write_json(self.out_dir / "history.json", self.history, indent=1)
@@ -212,6 +226,7 @@ class Evaluator(HookBase):
 
     def load_state_dict(self, state):
         self.history = list(state["history"])
+        write_json(self.out_dir / "history.json", self.history, indent=1)  # drop a re-run epoch's entry
 
 
 class EarlyStopping(HookBase):
@@ -283,8 +298,24 @@ class MetricsLog(HookBase):
     FIELDS = ("epoch", "iteration", "loss", "iou_loss", "conf_loss", "cls_loss", "l1_loss", "lr",
               "grad_norm", "images_per_s", "mAP50_95", "mAP50", "mAP75")
 
+    LOGS = ("train_log.jsonl", "epochs.csv")
+
     def __init__(self, out_dir):
         self.out_dir = out_dir
+
+    def state_dict(self):
+        """How long each log was when the checkpoint was taken (it runs after the rows are written)."""
+        return {name: (self.out_dir / name).stat().st_size if (self.out_dir / name).is_file() else 0
+                for name in self.LOGS}
+
+    def load_state_dict(self, state):
+        """Cut each log back to the checkpoint: the rows of the epoch a kill interrupted are written
+        again when it re-runs, never twice."""
+        for name in self.LOGS:
+            path, size = self.out_dir / name, state.get(name)
+            if size is not None and path.is_file() and path.stat().st_size > size:
+                with open(path, "r+b") as f:
+                    f.truncate(size)
 
     def _write(self, record):
         with open(self.out_dir / "train_log.jsonl", "a", encoding="utf-8") as f:

@@ -165,11 +165,12 @@ def train(exp, device, ckpt=None, resume=False, smoke=False, batch_size=None, am
         hooks.Freezer(),
         hooks.NoAugTail(),
         hooks.Multiscale(seed) if exp.multiscale else None,
-        hooks.Checkpointer(out_dir) if main else None,
-        hooks.Evaluator(validate, out_dir) if main else None,  # after the Checkpointer: best.pth copies last.pth
+        hooks.Evaluator(validate, out_dir) if main else None,
         hooks.EarlyStopping(exp.early_stop_patience) if exp.early_stop_patience else None,
         hooks.PlateauLR(exp.plateau_patience, exp.plateau_factor) if exp.plateau_patience else None,
         hooks.MetricsLog(out_dir) if main else None,
+        # After validation, the hooks that react to it and the log rows: a checkpoint holds them all.
+        hooks.Checkpointer(out_dir) if main else None,
         hooks.Tracker(exp.tracker, out_dir) if main and exp.tracker != "none" else None,
         hooks.CurvePlot(out_dir) if main else None,
         hooks.Progress(progress) if main else None,
