@@ -125,16 +125,18 @@ class Builder:
         return file_name in self.entries
 
     def add(self, file_name, width, height, boxes, where):
-        """One image with its boxes [(label, x, y, w, h, where, attributes or None)] in pixels."""
+        """One image with its boxes [(label, x, y, w, h, where, attributes or None)] in pixels;
+        width and height None when the image file gives them."""
         if file_name in self.entries:
             raise UserError(f"{where}: image {file_name!r} appears twice "
                             f"(also in {self.entries[file_name][3]})")
-        try:
-            width, height = int(width), int(height)
-        except (TypeError, ValueError, OverflowError):
-            raise UserError(f"{where}: image size {width!r} x {height!r} is not a number") from None
-        if width <= 0 or height <= 0:
-            raise UserError(f"{where}: image size {width} x {height} is not positive")
+        if width is not None or height is not None:  # None: read from the image file later
+            try:
+                width, height = int(width), int(height)
+            except (TypeError, ValueError, OverflowError):
+                raise UserError(f"{where}: image size {width!r} x {height!r} is not a number") from None
+            if width <= 0 or height <= 0:
+                raise UserError(f"{where}: image size {width} x {height} is not positive")
         self.entries[file_name] = (width, height, boxes, where)
 
     def exclude(self, file_name):

@@ -55,14 +55,13 @@ def _image_folder(path, coco, given):
     """The folder the file's image names are relative to; None when unknown."""
     if given is not None:
         return Path(given)
-    names = [i.get("file_name") for i in coco["images"][:3] if isinstance(i, dict)]
+    names = [i.get("file_name") for i in coco["images"][:20] if isinstance(i, dict)]
     names = [n for n in names if isinstance(n, str)]
     here = path.parent
     subset = path.stem.split("instances_", 1)[-1]
-    for folder in (here, here.parent / "images" / subset, here.parent / "images", here / "images", here.parent):
-        if names and all((folder / n).is_file() for n in names):
-            return folder
-    return None
+    candidates = (here, here.parent / "images" / subset, here.parent / "images", here / "images", here.parent)
+    hits = [sum((folder / n).is_file() for n in names) for folder in candidates]
+    return candidates[hits.index(max(hits))] if names and max(hits) else None
 
 
 def read(sources, ctx, images=()):

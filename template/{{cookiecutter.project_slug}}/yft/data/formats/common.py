@@ -135,9 +135,9 @@ def image_ref_name(ref):
     /data/local-files/?d=dir/x.jpg, /data/upload/3/0a1b2c3d-x.jpg, s3://bucket/dir/x.jpg,
     gs://..., http(s)://host/dir/x.jpg?query -> 'dir/x.jpg' (upload prefix removed)."""
     parts = urlsplit(ref)
-    if parts.path.endswith("/data/local-files/") or "d=" in parts.query and parts.path.endswith("local-files/"):
-        match = re.search(r"(?:^|&)d=([^&]*)", parts.query)
-        path = unquote(match.group(1)) if match else ""
+    match = re.search(r"(?:^|&)d=([^&]*)", parts.query)
+    if parts.path.rstrip("/").endswith("local-files") and match:
+        path = unquote(match.group(1))
     elif parts.scheme in ("s3", "gs", "azure-blob", "http", "https") or parts.path.startswith("/"):
         path = unquote(parts.path)
     else:
