@@ -207,10 +207,10 @@ def read(src, ctx: Context, class_names_fallback):
         names = list(class_names_fallback)
     pairs, unpaired = _pairs(src, index)
     skip = {Path(p).resolve() for p in _obj_data(src).values() if p is not None}
-    if names_file is not None:
-        skip.add(Path(names_file).resolve())
     for rel in unpaired:
         path = src / rel
+        if names_file is not None and path.resolve() == Path(names_file).resolve():
+            continue
         if path.resolve() in skip or not _looks_like_labels(path):
             ctx.report.notes.append(f"{path}: not a label file (an image list or a README), not read")
             continue
