@@ -79,24 +79,23 @@ def _finite(values):
                for v in values)
 
 
-def check_split_file(split, ann_path, images, report, category_ids=None):
-    """Check one annotation file and its images; returns (coco, per-image decode results, fixes)."""
-    coco = read_json(ann_path)
-    if not isinstance(coco, dict) or not all(isinstance(coco.get(k), list)
-                                             for k in ("images", "annotations", "categories")):
-        raise UserError(f"{ann_path}: not a COCO detection file (needs images, annotations and "
-                        "categories lists)")
-    where = ann_path
-    cats = {c.get("id") for c in coco["categories"] if isinstance(c, dict)}
-    if category_ids is not None and sorted(cats, key=str) != sorted(category_ids, key=str):
-        report.add("error", split, "categories differ from the Exp", where,
-                   f"category ids {sorted(cats, key=str)[:8]} but the Exp needs {list(category_ids)[:8]}")
-    fix = {"drop_images": set(), "drop_anns": set(), "clip": {}, "convert": {}, "fill": 0}
+def _id(value):
+    """An id usable as a key (int or str), else None: lists or floats as ids are malformed."""
+    return value if isinstance(value, (int, str)) and not isinstance(value, bool) else None
+
+
+def new_fix():
+    """What --fix changes, filled in by the checks."""
+    return {"drop_images": set(), "drop_anns": set(), "clip": {}, "convert": {}, "fill": 0}
+
+
+def check_image_entries(split, ann_path, coco, report, fix):
+    """The `images` entries: well formed, ids and file names unique. Returns {id: (index, entry)}."""
     images_by_id, names = {}, {}
     for n, image in enumerate(coco["images"]):
         here = f"{ann_path} images[{n}]"
         if not isinstance(image, dict) or not isinstance(image.get("file_name"), str) \
-                or not _finite([image.get("width"), image.get("height")]) or image.get("id") is None:
+                or not _finite([image.get("width"), image.get("height")]) or _id(image.get("id")) is None:
             report.add("error", split, "malformed image entry", here, "needs id, file_name, width, height")
             fix["drop_images"].add(n)
             continue
@@ -110,34 +109,12 @@ def check_split_file(split, ann_path, images, report, category_ids=None):
             continue
         images_by_id[image["id"]] = (n, image)
         names[image["file_name"]] = n
+    return images_by_id
 
-    # files: decode everything (in parallel)
-    order = [n for n, _ in images_by_id.values()]
-    paths = [str(Path(images) / coco["images"][n]["file_name"]) for n in order]
-    decoded = dict(zip(order, decode_all(paths)))
-    for n, info in decoded.items():
-        image = coco["images"][n]
-        path = Path(images) / image["file_name"]
-        if "error" in info:
-            missing = not path.exists()
-            report.add("error", split, "missing image" if missing else "image does not decode", path,
-                       "file not found" if missing else info["error"])
-            fix["drop_images"].add(n)
-            continue
-        shown, raw = tuple(info["size"]), tuple(info["raw_size"])
-        if (image["width"], image["height"]) != shown:
-            if (image["width"], image["height"]) == raw:
-                report.add("error", split, "size before EXIF rotation", path,
-                           f"JSON says {raw[0]}x{raw[1]} but the EXIF orientation tag ({info['orientation']}) "
-                           f"shows it as {shown[0]}x{shown[1]}: boxes were drawn on the unrotated image?")
-            else:
-                report.add("error", split, "size differs from the image", path,
-                           f"JSON says {image['width']}x{image['height']}, the image is {shown[0]}x{shown[1]}")
-        if info["mode"] not in ("RGB", "L"):
-            report.add("warning", split, "not 8-bit RGB/grayscale", path,
-                       f"mode {info['mode']}; --fix writes an 8-bit RGB copy")
-            fix["convert"][n] = path
 
+def check_annotations(split, ann_path, coco, images_by_id, cats, report, fix):
+    """Every annotation: its image and category known, the box four finite numbers of positive
+    size inside the image (JSON sizes), area and iscrowd present. Returns boxes per image id."""
     boxes, seen_ann = Counter(), set()
     for k, ann in enumerate(coco["annotations"]):
         here = f"{ann_path} annotations[{k}]"
@@ -145,16 +122,20 @@ def check_split_file(split, ann_path, images, report, category_ids=None):
             report.add("error", split, "malformed annotation", here, "not an object")
             fix["drop_anns"].add(k)
             continue
+        if _id(ann.get("id")) is None:
+            report.add("error", split, "malformed annotation", here, f"id {ann.get('id')!r} is not a number")
+            fix["drop_anns"].add(k)
+            continue
         if ann.get("id") in seen_ann:
             report.add("error", split, "duplicate annotation id", here, f"id {ann.get('id')} used twice")
         seen_ann.add(ann.get("id"))
-        entry = images_by_id.get(ann.get("image_id"))
+        entry = images_by_id.get(_id(ann.get("image_id")))
         if entry is None:
             report.add("error", split, "annotation of an unknown image", here,
                        f"image_id {ann.get('image_id')!r} is not in images")
             fix["drop_anns"].add(k)
             continue
-        if ann.get("category_id") not in cats:
+        if _id(ann.get("category_id")) not in cats:
             report.add("error", split, "unknown category", here, f"category_id {ann.get('category_id')!r}")
             fix["drop_anns"].add(k)
             continue
@@ -183,6 +164,54 @@ def check_split_file(split, ann_path, images, report, category_ids=None):
             report.add("error", split, "area or iscrowd missing", here, "YOLOX's loader needs both")
             fix["fill"] += 1
         boxes[ann["image_id"]] += 1
+    return boxes
+
+
+def check_split_file(split, ann_path, images, report, category_ids=None):
+    """Check one annotation file and its images; returns (coco, per-image decode results, fixes)."""
+    coco = read_json(ann_path)
+    if not isinstance(coco, dict) or not all(isinstance(coco.get(k), list)
+                                             for k in ("images", "annotations", "categories")):
+        raise UserError(f"{ann_path}: not a COCO detection file (needs images, annotations and "
+                        "categories lists)")
+    where = ann_path
+    cats = {_id(c.get("id")) for c in coco["categories"] if isinstance(c, dict)} - {None}
+    if category_ids is not None and sorted(cats, key=str) != sorted(category_ids, key=str):
+        report.add("error", split, "categories differ from the Exp", where,
+                   f"category ids {sorted(cats, key=str)[:8]} but the Exp needs {list(category_ids)[:8]}")
+    fix = new_fix()
+    if not coco["images"]:
+        report.add("error", split, "empty split", where, "holds no images (train and eval refuse it)")
+    images_by_id = check_image_entries(split, ann_path, coco, report, fix)
+
+    # files: decode everything (in parallel)
+    order = [n for n, _ in images_by_id.values()]
+    paths = [str(Path(images) / coco["images"][n]["file_name"]) for n in order]
+    decoded = dict(zip(order, decode_all(paths)))
+    for n, info in decoded.items():
+        image = coco["images"][n]
+        path = Path(images) / image["file_name"]
+        if "error" in info:
+            missing = not path.exists()
+            report.add("error", split, "missing image" if missing else "image does not decode", path,
+                       "file not found" if missing else info["error"])
+            fix["drop_images"].add(n)
+            continue
+        shown, raw = tuple(info["size"]), tuple(info["raw_size"])
+        if (image["width"], image["height"]) != shown:
+            if (image["width"], image["height"]) == raw:
+                report.add("error", split, "size before EXIF rotation", path,
+                           f"JSON says {raw[0]}x{raw[1]} but the EXIF orientation tag ({info['orientation']}) "
+                           f"shows it as {shown[0]}x{shown[1]}: boxes were drawn on the unrotated image?")
+            else:
+                report.add("error", split, "size differs from the image", path,
+                           f"JSON says {image['width']}x{image['height']}, the image is {shown[0]}x{shown[1]}")
+        if info["mode"] not in ("RGB", "L"):
+            report.add("warning", split, "not 8-bit RGB/grayscale", path,
+                       f"mode {info['mode']}; --fix writes an 8-bit RGB copy")
+            fix["convert"][n] = path
+
+    boxes = check_annotations(split, ann_path, coco, images_by_id, cats, report, fix)
     report.splits[split] = {"file": str(ann_path), "images": len(images_by_id),
                             "boxes": sum(boxes.values()),
                             "negatives": sum(1 for i in images_by_id if not boxes[i])}
