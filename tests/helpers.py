@@ -175,6 +175,23 @@ def static_problems(root) -> list[str]:
     return problems
 
 
+# ------------------------------------------------------------------ lint
+def ruff_problems(root, paths=(".",)) -> list[str]:
+    """`ruff check` and `ruff format --check` findings for `paths` in a rendered project, run from
+    its root so that its own pyproject.toml settings apply."""
+    ruff = [sys.executable, "-m", "ruff"]
+    commands = [
+        [*ruff, "check", "--no-cache", "--output-format", "concise", *paths],
+        [*ruff, "format", "--no-cache", "--check", *paths],
+    ]
+    problems = []
+    for command in commands:
+        result = subprocess.run(command, cwd=root, capture_output=True, text=True, timeout=120)
+        if result.returncode:
+            problems.append(f"$ {' '.join(command[2:])}\n{result.stdout}{result.stderr}")
+    return problems
+
+
 # ------------------------------------------------------------------ the rendered Exp
 _EXP_PROBE = r"""
 import importlib.util, json, sys

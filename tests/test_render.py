@@ -19,6 +19,7 @@ from helpers import (
     load_exp,
     render_cookiecutter,
     render_copier,
+    ruff_problems,
     static_problems,
     tree_files,
 )
@@ -35,7 +36,15 @@ CLASS_NAME_SETS = [
     ["Ünïcode 検出", "it's", "x-ray/2"],
     ["a"],
 ]
-PROJECT_NAMES = [AWKWARD_PROJECT_NAME, "Widget Detector", "x", "Helmet Check 2", "O'Neil's \"Best\""]
+# The long one makes a dataset name long enough to push Exp lines past ruff's line length.
+PROJECT_NAMES = [
+    AWKWARD_PROJECT_NAME,
+    "Widget Detector",
+    "x",
+    "Northern Forest Wildlife Camera Trap Detector For Endangered Species 2026",
+    "Helmet Check 2",
+    "O'Neil's \"Best\"",
+]
 
 
 def _matrix():
@@ -76,6 +85,9 @@ def test_render_matrix(tmp_path, data, yolox_stack):
 
     problems = static_problems(project)
     assert not problems, "\n".join(problems)
+    # The Exp as rendered for these answers passes the project's own ruff settings.
+    lint = ruff_problems(project, paths=["exps"])
+    assert not lint, "\n".join(lint)
 
     answers = yaml.safe_load((project / ANSWERS_FILE).read_text(encoding="utf-8"))
     model = answers["model"]

@@ -14,12 +14,15 @@ from yft.exp import {% if cookiecutter.class_mode == "keep_coco" %}COCO_CLASS_NA
 
 PROJECT_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
-# Our classes, in the order of the model's class outputs.
+# Our classes, in the order of the model's class outputs. The formatter leaves this block as
+# generated (one name a line, double quotes), whatever the names hold.
+# fmt: off
 CLASS_NAMES = (
 {%- for name in class_names %}
     "{{ name|replace('\\', '\\\\')|replace('"', '\\"') }}",
 {%- endfor %}
 )
+# fmt: on
 
 
 class Exp(FinetuneExp):
@@ -46,7 +49,11 @@ class Exp(FinetuneExp):
 {%- endif %}
 
         # ---------------- data ---------------- #
-        self.data_dir = os.path.join(PROJECT_ROOT, "datasets", "{{ cookiecutter.dataset_name }}")
+        self.data_dir = os.path.join(
+            PROJECT_ROOT,
+            "datasets",
+            "{{ cookiecutter.dataset_name }}",
+        )
         self.train_ann = "instances_train2017.json"
         self.val_ann = "instances_val2017.json"
         self.test_ann = "instances_test2017.json"
