@@ -73,6 +73,16 @@ def test_sample_data_never_replaces_a_dataset_without_force(exp):
     assert "real labels" not in ann.read_text()
 
 
+def test_sample_data_fills_a_fresh_skeleton(exp):
+    """A freshly rendered project's split folders hold only .gitkeep: that is no data to protect."""
+    from yft.data.sample import make_sample_dataset
+
+    for split in ("train", "val", "test"):
+        image_dir(exp, split).mkdir(parents=True)
+        (image_dir(exp, split) / ".gitkeep").write_bytes(b"")
+    assert make_sample_dataset(exp, counts=(2, 1, 1))[0] == annotation_path(exp, "train")
+
+
 def test_sample_data_refuses_next_to_user_images_and_bad_counts(exp):
     from yft.data.sample import make_sample_dataset
 

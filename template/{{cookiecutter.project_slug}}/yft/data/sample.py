@@ -73,7 +73,8 @@ def existing_data(exp):
         ann, folder = annotation_path(exp, split), image_dir(exp, split)
         if ann.exists():
             found.append(ann)
-        if folder.is_dir() and any(folder.iterdir()):
+        # A fresh project's folders hold only .gitkeep: hidden files are not data.
+        if folder.is_dir() and any(not p.name.startswith(".") for p in folder.iterdir()):
             found.append(folder)
     return found
 
