@@ -243,12 +243,20 @@ def overlap_sample(c, images=None, fraction=0.1, seed=0, out=None):
     "master_addr": "Address of the rank-0 machine",
     "master_port": "Port on the rank-0 machine",
     "set_": "Override an Exp setting for this run, e.g. --set max_epoch=20 (repeatable)",
+    "from_trial": "Train with the settings of this `invoke tune` trial (--set still wins)",
+    "study": "The study of --from-trial (default: default)",
+    "storage": "The study's database URL (default: its SQLite file in runs/<exp>/tune/)",
     "quiet": "No progress bars"})
 @friendly
 def train(c, exp=None, device="auto", ckpt=None, resume=False, smoke=False, name=None, batch_size=0,
           amp=None, strategy=None, devices=1, nnodes=1, node_rank=0, master_addr="127.0.0.1",
-          master_port=29500, set_=None, quiet=False):
+          master_port=29500, set_=None, from_trial=-1, study="default", storage=None, quiet=False):
     """Train (finetune) the model of the Exp; each run gets its own folder runs/<exp>/train, train2, ..."""
+    if from_trial >= 0:
+        from yft.train.tune import trial_overrides
+        found = trial_overrides(_exp(exp, set_ or ()), from_trial, study, storage)
+        print(f"settings of trial {from_trial} (study {study}): {' '.join(found)}")
+        set_ = found + list(set_ or ())
     if devices > 1 or nnodes > 1:
         from yft.train.cli import launch
         argv = [f"--device={device}"] + [f"--set={s}" for s in set_ or ()]
@@ -264,6 +272,38 @@ def train(c, exp=None, device="auto", ckpt=None, resume=False, smoke=False, name
     run_train(_exp(exp, set_ or ()), pick_device(device), ckpt=ckpt, resume=resume, smoke=smoke, name=name,
               batch_size=batch_size or None, amp=amp, strategy=strategy,
               progress=False if quiet else None)
+
+
+@task(iterable=["set_"], help={
+    "exp": "Exp file", "trials": "finished trials the study should hold (a rerun resumes to it)",
+    "epochs": "epochs per trial (the trial budget; sets max_epoch)",
+    "iters": "at most this many iterations per epoch (0: the whole training set)",
+    "study": "Study name (default: default); its trials go to runs/<exp>/tune/<study>/",
+    "storage": "Database URL shared by workers, e.g. postgresql://user:pass@host/db "
+               "(default: sqlite file runs/<exp>/tune/<study>.db)",
+    "space": "YAML file with the search space (replaces the Exp's tune_space), e.g. "
+             "'basic_lr_per_img: {low: 1.0e-5, high: 1.0e-3, log: true}'",
+    "metric": "Objective: mAP50_95 (default), mAP50 or mAP75 on val",
+    "pruner": "median (default), hyperband or none: stops hopeless trials after a validation",
+    "seed": "sampler seed (give each parallel worker its own)",
+    "ckpt": "Start every trial from these weights (e.g. COCO-pretrained)",
+    "device": "auto, cpu, cuda, cuda:1 (one worker per GPU: run one tune per device)",
+    "batch_size": "batch size (default: the Exp's)",
+    "timeout": "Stop starting trials after this many seconds (0: no limit)",
+    "set_": "Exp setting for every trial, e.g. --set no_aug_epochs=1 (repeatable)",
+    "verbose": "Show each trial's training output (else it goes to the trial's tune_trial.log)"})
+@friendly
+def tune(c, exp=None, trials=20, epochs=10, iters=0, study="default", storage=None, space=None,
+         metric="mAP50_95", pruner="median", seed=-1, ckpt=None, device="auto", batch_size=0,
+         timeout=0, set_=None, verbose=False):
+    """Hyperparameter search (Optuna): trials are normal runs; best settings, table and plots."""
+    from yft.device import pick_device
+    from yft.train.tune import tune as run_tune
+    from yft.train.tune_report import summarize
+    result, url, out = run_tune(exp, pick_device(device), trials, epochs, iters, study, storage, space, metric,
+                                pruner, None if seed < 0 else seed, ckpt, batch_size or None, set_ or (),
+                                timeout or None, verbose)
+    summarize(result, _exp(exp, set_ or ()), url, out, metric)
 
 
 @task(name="download-weights", help={

@@ -132,6 +132,14 @@ class FinetuneExp(YoloxExp):
         # Image cache: None, "ram" or "disk" (keyed by input size).
         self.cache = None
 
+        # ---------------- hyperparameter search (invoke tune) ---------------- #
+        # Changes to the search space of `invoke tune`: each entry replaces or adds one setting's
+        # range in yft.train.tune_space.default_space (LR per image, warmup, weight decay,
+        # mosaic/mixup, strategy, input size, EMA); None removes one. Ranges as Optuna's:
+        # {"low": 1e-5, "high": 1e-3, "log": True}, {"low": 0, "high": 5} or {"choices": [...]}.
+        # E.g. {"input_size": {"choices": [320, 416]}, "ema": None}.
+        self.tune_space = {}
+
         # ---------------- checkpoints and logging ---------------- #
         # Validate every N epochs (best.pth is chosen on val mAP50:95; the last epoch always).
         self.eval_interval = 1
