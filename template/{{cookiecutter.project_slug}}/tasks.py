@@ -125,19 +125,31 @@ def validate(c, fix=False, ann=None, images=None, report=None, exp=None):
             "group_by": "Regex on file names; images with the same match (or first group) stay in "
                         "one split, e.g. '^(.+)_t[0-9]' for extract-frames output",
             "kfold": "Write K stratified folds to <data>/folds/fold_k/ instead",
+            "by_time": "Oldest images to train, newest to val/test, by EXIF DateTimeOriginal "
+                       "(or --time-from); a --group-by group stays in one split",
+            "time_from": "Regex on file names whose first group (or match) is the capture time, "
+                         "e.g. '(\\d{8}_\\d{6})' with --time-format %Y%m%d_%H%M%S (implies --by-time)",
+            "time_format": "strptime format of the --time-from text (default: 20240131[1530[00]], "
+                           "Unix seconds/ms, or ISO 8601)",
+            "gap": "Buffer between splits, e.g. 7d, 12h, 30m: earlier images closer than this to the "
+                   "next split are left out (counted)",
+            "strict": "With --by-time: refuse images without a capture time (default: the normal "
+                      "stratified rule places them, counted)",
             "symlink": "Symlink images instead of hardlinking (or copying)",
             "force": "Replace split folders that already hold images",
             "out": "Dataset folder (default: the Exp's data_dir)", "exp": "Exp file"})
 @friendly
 def split(c, ann=None, images=None, train=0.8, val=0.1, test=0.1, seed=0, group_by=None, kfold=0,
+          by_time=False, time_from=None, time_format=None, gap=None, strict=False,
           symlink=False, force=False, out=None, exp=None):
-    """Stratified, group-aware train/val/test split (or K folds) into train2017/val2017/test2017."""
+    """Stratified, group-aware train/val/test split (or K folds, or by capture time with --by-time)."""
     from yft.data.split import split_dataset
     from yft.project import UserError, relative
     if not ann or not images:
         raise UserError("split needs --ann FILE and --images DIR (see --help)")
     written, lines = split_dataset(ann, images, out or _exp(exp).data_dir, (train, val, test), seed,
-                                   group_by, kfold, symlink, force)
+                                   group_by, kfold, symlink, force, by_time=by_time, time_from=time_from,
+                                   time_format=time_format, gap=gap, strict=strict)
     print("\n".join(lines))
     for path in written:
         print(f"wrote {relative(path)}")

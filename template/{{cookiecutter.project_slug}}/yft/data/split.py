@@ -175,13 +175,17 @@ def class_table(parts, categories):
 
 
 def split_dataset(ann, images, out, ratios=(0.8, 0.1, 0.1), seed=0, group_by=None, kfold=0,
-                  symlink=False, force=False, folder_names=None):
-    """Split `ann` (a COCO file over the images in `images`) into out/train2017 ... or K folds.
-    Returns (written paths, printable lines)."""
+                  symlink=False, force=False, folder_names=None, by_time=False, time_from=None,
+                  time_format=None, gap=None, strict=False):
+    """Split `ann` (a COCO file over the images in `images`) into out/train2017 ... or K folds;
+    by capture time with by_time (see yft.data.timesplit). Returns (written paths, printable lines)."""
     coco = load_coco(ann)
     if not Path(images).is_dir():
         raise UserError(f"{images}: image folder not found")
     folder_names = folder_names or {s: (f"{s}2017", f"instances_{s}2017.json") for s in SPLITS}
+    by_time = by_time or bool(time_from)
+    if by_time and kfold:
+        raise UserError("--by-time and --kfold cannot be combined: a time split has one train/val/test order")
     if kfold:
         if kfold < 2:
             raise UserError(f"--kfold {kfold}: needs at least 2 folds")
@@ -195,8 +199,18 @@ def split_dataset(ann, images, out, ratios=(0.8, 0.1, 0.1), seed=0, group_by=Non
         return written, lines
     if len(ratios) != 3 or any(r < 0 for r in ratios) or abs(sum(ratios) - 1) > 1e-6:
         raise UserError(f"--train/--val/--test {tuple(ratios)}: fractions must be >= 0 and add up to 1")
-    per_image = assign(coco, list(ratios), seed, group_by)
+    lines = []
+    if by_time:
+        from yft.data import timesplit
+        per_image, times, lines = timesplit.time_assign(coco, images, ratios, seed, group_by, time_from,
+                                                        time_format, gap, strict)
+        coco = timesplit.stamp(coco, times)  # COCO's date_captured, for `invoke stats`
+    else:
+        per_image = assign(coco, list(ratios), seed, group_by)
     parts = {s: subset(coco, [n for n, f in enumerate(per_image) if f == i])
              for i, s in enumerate(SPLITS) if ratios[i] > 0}
     written = lay_out(out, parts, images, folder_names, symlink, force)
-    return written, class_table(parts, coco["categories"])
+    lines += class_table(parts, coco["categories"])
+    if by_time:
+        lines += ["capture time per split:"] + timesplit.range_lines(parts)
+    return written, lines

@@ -45,7 +45,19 @@ def split_stats(coco):
         "aspect_ratio_w_over_h": quant(aspects),
         "negatives": images - annotated,
         "negative_share": round((images - annotated) / images, 3) if images else 0.0,
+        "time_range": _time_range(coco),
     }
+
+
+def _time_range(coco):
+    """First and last COCO `date_captured` (written by `split --by-time`), or None."""
+    from yft.data.timesplit import time_range
+
+    found = time_range(coco)
+    if not found:
+        return None
+    first, last, timed = found
+    return {"first": first.isoformat(sep=" "), "last": last.isoformat(sep=" "), "timed_images": timed}
 
 
 def warnings_for(split, s):
@@ -67,6 +79,9 @@ def format_stats(stats):
                      f"small/medium/large {sizes['small']}/{sizes['medium']}/{sizes['large']}, "
                      f"imbalance {s['imbalance_ratio']}:1")
         lines.append("  " + ", ".join(f"{k} {v}" for k, v in s["classes"].items()))
+        if s.get("time_range"):
+            t = s["time_range"]
+            lines.append(f"  captured {t['first']} .. {t['last']} ({t['timed_images']} timed images)")
         if s["aspect_ratio_w_over_h"]:
             a = s["aspect_ratio_w_over_h"]
             lines.append(f"  aspect w/h p5 {a['p5']} median {a['p50']} p95 {a['p95']}")

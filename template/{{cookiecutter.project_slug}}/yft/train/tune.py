@@ -24,7 +24,8 @@ import time
 import warnings
 from pathlib import Path
 
-from yft.project import ROOT, UserError, load_exp, relative
+from yft.project import UserError, load_exp, relative
+from yft.runs import runs_root
 from yft.train import tune_space
 from yft.train.trainer import HookBase
 
@@ -37,7 +38,8 @@ HEARTBEAT, GRACE = 60, 180
 
 
 def tune_root(exp):
-    return ROOT / exp.output_dir / exp.exp_name / "tune"
+    """runs/<exp>/tune/: the studies' SQLite files and one folder of trials per study."""
+    return runs_root(exp) / "tune"
 
 
 def check_study_name(study):
@@ -63,7 +65,7 @@ def open_storage(url, create=True):
     """An Optuna RDBStorage on `url`, connected and checked now (a server that does not answer
     is one UserError, before any trial starts)."""
     import optuna
-    from sqlalchemy.exc import SQLAlchemyError
+    from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
     if url.startswith("sqlite:///"):
         path = Path(url[len("sqlite:///"):])
@@ -82,8 +84,14 @@ def open_storage(url, create=True):
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)  # heartbeats
     retry = optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=1)
     try:
-        return optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs, heartbeat_interval=HEARTBEAT,
-                                          grace_period=GRACE, heartbeat_stale_trial_callback=retry)
+        for attempt in range(3):
+            try:
+                return optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs, heartbeat_interval=HEARTBEAT,
+                                                  grace_period=GRACE, heartbeat_stale_trial_callback=retry)
+            except IntegrityError:  # two workers creating the tables of a new database at once
+                if attempt == 2:
+                    raise
+                time.sleep(1 + attempt)
     except ImportError as err:
         missing = getattr(err.__cause__, "name", None) or str(err.__cause__ or err)
         extra = " (pip install -e '.[postgres]')" if "psycopg" in missing else ""

@@ -3,7 +3,7 @@ into the Exp (and as JSON), and Optuna's own plots as PNG."""
 
 import warnings
 
-from yft.data.coco_io import write_atomic, write_figure, write_json
+from yft.io import write_atomic, write_figure, write_json
 from yft.project import relative
 from yft.train import tune_space
 
