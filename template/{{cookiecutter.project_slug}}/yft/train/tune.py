@@ -54,10 +54,12 @@ def default_storage(exp, study):
 
 def shown(url):
     """The storage URL for messages, password hidden."""
+    from sqlalchemy.exc import ArgumentError
+
     try:
         from sqlalchemy.engine import make_url
         return make_url(url).render_as_string(hide_password=True)
-    except Exception:  # not a URL at all: show it as typed
+    except (ArgumentError, ValueError):  # not a URL at all: show it as typed
         return url
 
 
