@@ -7,16 +7,27 @@ import sys
 
 from invoke import Exit, task
 
+from yft.cli import install as _typed_options
+
+_typed_options()  # --help names every option's value type; `--conf abc` is one line, exit 1
+
 
 def friendly(func):
-    """Turn yft.project.UserError into a one-line message and a non-zero exit."""
+    """Check numeric options (yft.cli.RULES); turn yft.project.UserError, and an OS error on a
+    named file (unwritable output, a path under a file), into a one-line message and exit 1."""
     @functools.wraps(func)
     def wrapper(*args, **kwargs):
+        from yft.cli import check_options
         from yft.project import UserError
         try:
+            check_options(func, kwargs)
             return func(*args, **kwargs)
         except UserError as err:
             raise Exit(f"error: {err}", code=1) from None
+        except OSError as err:
+            if err.filename is None:
+                raise
+            raise Exit(f"error: {err.filename}: {err.strerror or err}", code=1) from None
     return wrapper
 
 
@@ -46,8 +57,9 @@ def setup(c, extras="dev", dry_run=False):
                                 "force": "Replace annotations and images the splits already hold"})
 @friendly
 def sample_data(c, exp=None, train=64, val=16, test=16, seed=0, force=False):
-    """Write a small synthetic dataset labelled with this project's class names (refuses to
-    replace a dataset that is already there unless --force)."""
+    """Write a small synthetic dataset labelled with this project's class names.
+
+    It refuses to replace a dataset that is already there, unless --force."""
     from yft.data.sample import make_sample_dataset
     from yft.project import relative
     for path in make_sample_dataset(_exp(exp), (train, val, test), seed, force):
@@ -238,7 +250,7 @@ def overlap_sample(c, images=None, fraction=0.1, seed=0, out=None):
 # ---------------------------------------------------------------- train
 
 
-@task(iterable=["set_"], help={
+@task(iterable=["set_"], auto_shortflags=False, help={  # 15 options: invoke runs out of letters
     "exp": "Exp file (default: [tool.yft] exp in pyproject.toml)",
     "device": "auto (cuda, then mps, then cpu), cpu, cuda, cuda:1, mps",
     "ckpt": "Start from these weights (shape mismatches such as an 80-class head are skipped; "

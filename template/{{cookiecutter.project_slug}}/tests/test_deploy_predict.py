@@ -3,6 +3,8 @@ COCO-results JSON, and the edge cases (empty, 1x1, very large, grayscale, 16-bit
 corrupted files): bad files are reported and skipped, the rest go on."""
 
 import json
+import struct
+import zlib
 from pathlib import Path
 
 import cv2
@@ -35,6 +37,10 @@ def edge_folder(tmp_path_factory):
     good = (folder / "normal.jpg").read_bytes()
     (folder / "truncated.jpg").write_bytes(good[:60])
     (folder / "notes.txt").write_text("not an image, not listed")
+    # A PNG whose header claims 60000x60000: OpenCV raised on it and the whole run aborted.
+    ihdr = b"IHDR" + struct.pack(">IIBBBBB", 60000, 60000, 8, 2, 0, 0, 0)
+    (folder / "huge.png").write_bytes(b"\x89PNG\r\n\x1a\n" + struct.pack(">I", 13) + ihdr
+                                      + struct.pack(">I", zlib.crc32(ihdr)) + bytes(64))
     return folder
 
 
@@ -44,17 +50,18 @@ def test_reading_converts_every_kind_to_8bit_bgr(edge_folder):
         assert img.dtype == np.uint8 and img.ndim == 3 and img.shape[2] == 3, name
     deep = cv2.imread(str(edge_folder / "deep.png"), cv2.IMREAD_UNCHANGED)
     assert np.array_equal(read_image(edge_folder / "deep.png"), (deep >> 8).astype(np.uint8))  # scaled, not clipped
-    for name in ("empty.jpg", "garbage.png", "truncated.jpg"):
+    for name in ("empty.jpg", "garbage.png", "truncated.jpg", "huge.png"):
         assert read_image(edge_folder / name) is None, name
 
 
 def test_folder_with_bad_files_reports_and_continues(deploy_setup, edge_folder, tmp_path, capsys):
     exp, ckpt = deploy_setup
     written, skipped = run_predict(exp, CPU, edge_folder, ckpt, "torch", 0.3, tmp_path / "out", save_json=True)
-    assert sorted(p.name for p in skipped) == ["empty.jpg", "garbage.png", "truncated.jpg"]
+    assert sorted(p.name for p in skipped) == ["empty.jpg", "garbage.png", "huge.png", "truncated.jpg"]
     assert sorted(t.name for t, _ in written) == ["alpha.png", "deep.png", "gray.png", "large.png", "normal.png", "tiny.png"]
     out = capsys.readouterr().out
-    assert "skipped" in out and "empty file" in out and "6 files written" in out and "3 skipped" in out
+    assert "skipped" in out and "empty file" in out and "6 files written" in out and "4 skipped" in out
+    assert "huge.png: 60000x60000 pixels, above the decoders' limit" in out
     large = cv2.imread(str(tmp_path / "out" / "large.png"))
     assert large.shape == (2400, 3200, 3)  # drawn on the original image, not the letterboxed one
     rows = json.loads((tmp_path / "out" / "predictions.json").read_text())

@@ -72,3 +72,11 @@ def test_offline_says_where_to_put_the_file(tmp_path):
         download_weights("yolox_nano", tmp_path, url="http://127.0.0.1:9/yolox_nano.pth",
                          timeout=2, progress=False)
     assert not (tmp_path / "yolox_nano.pth").exists()
+
+
+@pytest.mark.parametrize("url, expected", [("file:///etc/hostname", "a local file needs no download"),
+                                           ("ftp://example.org/w.pth", "give an http:// or https:// address")])
+def test_urls_that_are_not_http_are_one_line(tmp_path, url, expected):
+    with pytest.raises(UserError, match=expected):
+        download_weights("yolox_nano", tmp_path, url=url)
+    assert not list(tmp_path.iterdir())

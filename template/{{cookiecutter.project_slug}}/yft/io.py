@@ -186,6 +186,9 @@ def clean_stale_temps(folder, recursive=False):
 
 # ---------------------------------------------------------------- images
 
+# OpenCV refuses images above 2**30 pixels (CV_IO_MAX_IMAGE_PIXELS); a header claiming more is
+# broken or hostile (60000x60000 would need 10 GB decoded).
+MAX_PIXELS = 2**30
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff")
 
 

@@ -17,12 +17,9 @@ import os
 from collections import Counter
 
 from yft.data.coco_io import annotation_path, image_dir, read_json
-from yft.io import ImageProblem, image_size
+from yft.io import MAX_PIXELS, ImageProblem, image_size
 from yft.project import UserError, relative
 
-# OpenCV refuses images above 2**30 pixels (CV_IO_MAX_IMAGE_PIXELS); a header claiming more is
-# broken or hostile (60000x60000 would need 10 GB decoded).
-MAX_PIXELS = 2**30
 _checked = {}  # (path, size, mtime) -> coco: train checks a split, then its loader does again
 
 

@@ -67,6 +67,20 @@ def list_sources(source):
 list_images = list_sources  # the older name
 
 
+def image_problem(path):
+    """Why `path` will not be read as an image, from its header, or None: an empty file, or more
+    pixels than decoders accept (one such file used to abort the whole run)."""
+    from yft.io import MAX_PIXELS, ImageProblem, image_size
+
+    try:
+        width, height = image_size(path)
+    except ImageProblem as err:
+        return str(err) if "empty" in str(err) else None  # let the decoder have the last word
+    if width * height > MAX_PIXELS:
+        return f"{width}x{height} pixels, above the decoders' limit of 2^30"
+    return None
+
+
 def read_image(path):
     """An 8-bit BGR image, or None if the file cannot be decoded."""
     try:
@@ -75,7 +89,10 @@ def read_image(path):
         return None
     if data.size == 0:
         return None
-    img = cv2.imdecode(data, cv2.IMREAD_COLOR)  # grayscale -> BGR, 16-bit -> 8-bit, alpha dropped
+    try:
+        img = cv2.imdecode(data, cv2.IMREAD_COLOR)  # grayscale -> BGR, 16-bit -> 8-bit, alpha dropped
+    except cv2.error:  # e.g. a header above OpenCV's pixel limit
+        return None
     if img is None or img.size == 0 or min(img.shape[:2]) < 1:
         return None
     return img
@@ -157,10 +174,10 @@ def predict(backend, exp, source, out_dir, conf=None, nms=None, on_result=None):
             next_id += len(frames)
             dets = np.concatenate(frames) if frames else np.zeros((0, 6), np.float32)
         else:
-            img = read_image(path)
+            problem = image_problem(path)
+            img = None if problem else read_image(path)
             if img is None:
-                reason = "empty file" if path.stat().st_size == 0 else "not a readable image (corrupted or unsupported)"
-                skipped.append((path, reason))
+                skipped.append((path, problem or "not a readable image (corrupted or unsupported)"))
                 continue
             dets = detector(img)
             target = write_png(out_dir / f"{path.stem}.png", draw(img, dets, exp.class_names))

@@ -11,6 +11,7 @@ import hashlib
 import os
 import shutil
 import urllib.error
+import urllib.parse
 import urllib.request
 from pathlib import Path
 
@@ -54,6 +55,13 @@ def download_weights(model, cache=None, url=None, sha256=None, timeout=30, progr
     """Path of <cache>/<model>.pth, downloading it if needed; verified against the checksum."""
     if model not in MODELS and url is None:
         raise UserError(f"--model {model}: use one of {', '.join(MODELS)} (or give --url)")
+    scheme = urllib.parse.urlsplit(url).scheme.lower() if url else "https"
+    if scheme == "file":
+        local = urllib.request.url2pathname(urllib.parse.urlsplit(url).path)
+        raise UserError(f"--url {url}: a local file needs no download; train from it with "
+                        f"`invoke train --ckpt {local}`")
+    if scheme not in ("http", "https"):
+        raise UserError(f"--url {url}: give an http:// or https:// address")
     cache = Path(cache or default_cache())
     cache.mkdir(parents=True, exist_ok=True)
     name = f"{model}.pth"
