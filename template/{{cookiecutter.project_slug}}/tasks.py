@@ -270,12 +270,19 @@ def overlap_sample(c, images=None, fraction=0.1, seed=0, out=None):
     "from_trial": "Train with the settings of this `invoke tune` trial (--set still wins)",
     "study": "The study of --from-trial (default: default)",
     "storage": "The study's database URL (default: its SQLite file in runs/<exp>/tune/)",
-    "quiet": "No progress bars"})
+    "quiet": "No progress bars",
+    "report": "At the end, evaluate best.pth on val and write the run's report.html (default); "
+              "--no-report skips both"})
 @friendly
 def train(c, exp=None, device="auto", ckpt=None, resume=False, smoke=False, name=None, batch_size=0,
           amp=None, strategy=None, devices=1, nnodes=1, node_rank=0, master_addr="127.0.0.1",
-          master_port=29500, set_=None, from_trial=-1, study="default", storage=None, quiet=False):
-    """Train (finetune) the model of the Exp; each run gets its own folder runs/<exp>/train, train2, ..."""
+          master_port=29500, set_=None, from_trial=-1, study="default", storage=None, quiet=False,
+          report=True):
+    """Train (finetune) the model of the Exp; each run gets its own folder runs/<exp>/train, train2, ...
+    with checkpoints, logs and (after a final evaluation) report.html."""
+    from yft.device import pick_device
+    from yft.evaluate.cli import finish_training
+
     if from_trial >= 0:
         from yft.train.tune import trial_overrides
         found = trial_overrides(_exp(exp, set_ or ()), from_trial, study, storage)
@@ -290,12 +297,18 @@ def train(c, exp=None, device="auto", ckpt=None, resume=False, smoke=False, name
         code = launch(argv, devices, nnodes, node_rank, master_addr, master_port)
         if code:
             raise Exit(f"error: distributed training failed (exit code {code})", code=code)
+        if report and node_rank == 0:
+            from yft.runs import resolve_run
+            e = _exp(exp, set_ or ())
+            finish_training(e, pick_device(device), resolve_run(e, name, smoke=smoke), batch_size or 8)
         return
-    from yft.device import pick_device
     from yft.train.run import train as run_train
-    run_train(_exp(exp, set_ or ()), pick_device(device), ckpt=ckpt, resume=resume, smoke=smoke, name=name,
-              batch_size=batch_size or None, amp=amp, strategy=strategy,
-              progress=False if quiet else None)
+    e = _exp(exp, set_ or ())
+    out = run_train(e, pick_device(device), ckpt=ckpt, resume=resume, smoke=smoke, name=name,
+                    batch_size=batch_size or None, amp=amp, strategy=strategy,
+                    progress=False if quiet else None)
+    if report:
+        finish_training(e, pick_device(device), out, batch_size or 8)
 
 
 @task(iterable=["set_"], help={
@@ -373,6 +386,19 @@ def evaluate(c, exp=None, ckpt=None, split="val", device="auto", backend="torch"
     from yft.evaluate.cli import run_eval
     run_eval(_exp(exp, set_ or ()), pick_device(device), ckpt, split, backend, batch_size, out=output,
              conf=None if conf < 0 else conf)
+
+
+@task(help={"run": "Run folder, or a run name under runs/<exp>/ (default: train)",
+            "split": "val (report.html) or test (report_test.html): the evaluation shown",
+            "eval_dir": "The `invoke eval` folder to show (default: the run's newest eval of the split)",
+            "exp": "Exp file"})
+@friendly
+def report(c, run=None, split="val", eval_dir=None, exp=None):
+    """One self-contained HTML page for a run: settings, data, training curves, metrics, operating
+    point, confusion matrix, PR curves, errors, an image browser, robustness/compare/drift/mine
+    results and exports. Opens in any browser, no server or internet needed."""
+    from yft.evaluate.cli import run_report
+    run_report(_exp(exp), run, split, eval_dir)
 
 
 @task(help={"exp": "Exp file", "ckpt": "Checkpoint (default: best.pth)", "split": "val or test",

@@ -185,6 +185,24 @@ class FinetuneExp(YoloxExp):
         self.release_max_model_mb = 100.0
         # Require a robustness run (`invoke robustness`: runs/<exp>/robustness_<split>/robustness.json).
         self.release_require_robustness = True
+        # The HTML report (`invoke report`): at most this many validation images in its image
+        # browser (those with the most errors first), embedded as JPEGs of at most
+        # report_image_size pixels on the long side.
+        self.report_max_images = 500
+        self.report_image_size = 512
+
+    def non_default_settings(self):
+        """{setting: value} of every setting that differs from FinetuneExp's defaults (values as
+        JSON-friendly types: tuples become lists, other objects their repr)."""
+        defaults = vars(FinetuneExp())
+        changed = {}
+        for key, value in sorted(vars(self).items()):
+            if key.startswith("_") or key in ("model", "exp_file") or callable(value):
+                continue  # built objects and bookkeeping, not settings
+            if key in defaults and _same(defaults[key], value):
+                continue
+            changed[key] = _plain(value)
+        return changed
 
     # ------------------------------------------------------------------ derived values
     def set_architecture(self, model_name):
@@ -254,3 +272,20 @@ class FinetuneExp(YoloxExp):
         model.train()
         self.model = model
         return model
+
+
+def _same(a, b):
+    try:
+        return bool(a == b) and type(a) is type(b)
+    except Exception:  # objects without a plain comparison
+        return a is b
+
+
+def _plain(value):
+    if isinstance(value, (tuple, list)):
+        return [_plain(v) for v in value]
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    return repr(value)

@@ -2,6 +2,7 @@
 
 from pathlib import Path
 
+from yft.evaluate.html_report import write_html_report
 from yft.evaluate.run import evaluate_backend, format_table, latency_batch1, write_report
 from yft.inference import make_backend
 from yft.project import UserError, relative
@@ -13,9 +14,10 @@ def check_split(split):
 
 
 def run_eval(exp, device, ckpt, split, backend_name, batch_size, out=None, conf=None,
-             engine="auto", analysis=True, progress=True):
-    """Evaluate a checkpoint (or ONNX model) on a split; write one run folder:
-    metrics.json, detections.json, report.md and (with analysis) the figures."""
+             engine="auto", analysis=True, progress=True, html=True):
+    """Evaluate a checkpoint (or ONNX model) on a split; write one eval folder:
+    metrics.json, detections.json, report.md and (with analysis) the figures; then (html) the
+    run's HTML report (yft/evaluate/html_report.py)."""
     from yft.data.coco_io import check_split as check_files, image_dir
     from yft.evaluate import report
 
@@ -42,7 +44,48 @@ def run_eval(exp, device, ckpt, split, backend_name, batch_size, out=None, conf=
         print(f"F1-best at IoU 0.5: conf {op['conf']}  precision {op['precision']:.3f}  "
               f"recall {op['recall']:.3f}  F1 {op['f1']:.3f}")
     print(f"metrics written to {relative(out / 'metrics.json')}, report {relative(out / 'report.md')}")
+    if html:
+        print_report(*write_html_report(exp, path.parent, out, split, matches if analysis else None))
     return metrics
+
+
+def print_report(path, notes):
+    for note in notes:
+        print(f"report note: {note}")
+    print(f"HTML report: {relative(path)} ({path.stat().st_size / 2**20:.1f} MB)")
+
+
+def resolve_run(exp, run=None):
+    """A run folder from --run: a folder path, or a run name under runs/<exp>/ (default: train)."""
+    from yft.project import run_dir
+
+    if run and Path(run).is_dir():
+        return Path(run)
+    folder = run_dir(exp, run or "train")
+    if not folder.is_dir():
+        raise UserError(f"{folder}: no such run folder (train first, or pass --run NAME or a folder)")
+    return folder
+
+
+def run_report(exp, run=None, split="val", eval_dir=None):
+    """`invoke report`: write the run's report.html (report_test.html for the test split)."""
+    check_split(split)
+    if eval_dir and not (Path(eval_dir) / "metrics.json").is_file():
+        raise UserError(f"{eval_dir}: not an `invoke eval` folder (no metrics.json)")
+    path, notes = write_html_report(exp, resolve_run(exp, run), eval_dir, split)
+    print_report(path, notes)
+    return path
+
+
+def finish_training(exp, device, run, batch_size=8, progress=False):
+    """After `invoke train`: evaluate best.pth on val with the full analysis and write the
+    run's HTML report (the final validation the report is built from)."""
+    ckpt = Path(run) / "best.pth"
+    if not ckpt.is_file():
+        print(f"no {relative(ckpt)}: no evaluation and no HTML report")
+        return None
+    print("final validation of best.pth with the error analysis, for the report")
+    return run_eval(exp, device, ckpt, "val", "torch", batch_size, progress=progress)
 
 
 def parse_ints(text, option):

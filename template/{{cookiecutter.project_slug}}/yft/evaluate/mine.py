@@ -181,4 +181,7 @@ def mine(exp, device, images, ckpt=None, top=50, conf=None, backend_name="torch"
     root = Path(images)
     write_json(out / "preannotations_coco.json", coco_preannotations(chosen, detections, exp, root), indent=1)
     write_json(out / "label_studio_tasks.json", label_studio_tasks(chosen, detections, exp, root), indent=1)
-    return {"checkpoint": relative(path), "num_images": len(rows), "top": len(chosen), "out": out}, rows
+    info = {"checkpoint": relative(path), "images": relative(root), "num_images": len(rows), "top": len(chosen),
+            "conf": conf}
+    write_json(out / "mine.json", info, indent=1)  # what the run's HTML report shows
+    return dict(info, out=out), rows

@@ -106,6 +106,9 @@ def train(exp, device, ckpt=None, resume=False, smoke=False, batch_size=None, am
         f"{exp.max_epoch} epochs, input {exp.input_size[0]}x{exp.input_size[1]}, "
         f"strategy {exp.strategy}, seed {seed}")
 
+    if distributed.is_main():
+        record_run(exp, out_dir, ckpt=ckpt, resume=resume, smoke=smoke, device=device, world=world,
+                   batch_size=batch_size, amp=amp, seed=seed)
     log("loading data")
     check_split(exp, "train")
     check_split(exp, "val")  # fail now, not after the first epoch
@@ -202,6 +205,26 @@ def train(exp, device, ckpt=None, resume=False, smoke=False, batch_size=None, am
     log(f"done in {minutes:.1f} min; best val mAP50:95 {best}; "
         f"checkpoints {relative(out_dir / 'best.pth')}, {relative(out_dir / 'last.pth')}")
     return out_dir
+
+
+def record_run(exp, out_dir, ckpt, resume, smoke, device, world, batch_size, amp, seed):
+    """run.json: what this run was started with (the HTML report shows it). A resume keeps the
+    first record and notes when it resumed."""
+    from datetime import datetime, timezone
+
+    from yft.data.coco_io import read_json, write_json
+
+    path = out_dir / "run.json"
+    now = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    if resume and path.is_file():
+        record = read_json(path)
+        record.setdefault("resumed", []).append(now)
+    else:
+        record = {"started": now, "exp_file": relative(getattr(exp, "exp_file", "") or "?"),
+                  "weights": relative(ckpt) if ckpt else None, "smoke": bool(smoke),
+                  "device": str(device), "processes": world, "batch_size": batch_size, "amp": amp,
+                  "seed": seed, "settings": exp.non_default_settings()}
+    write_json(path, record, indent=1)
 
 
 def restore_state(trainer, state):
