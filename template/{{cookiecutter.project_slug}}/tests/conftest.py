@@ -46,6 +46,12 @@ def detecting_checkpoint(root, counts, seed, **settings):
 
 
 @pytest.fixture(scope="session")
+def make_detecting_checkpoint():
+    """detecting_checkpoint itself, for tests that need their own settings."""
+    return detecting_checkpoint
+
+
+@pytest.fixture(scope="session")
 def deploy_setup(tmp_path_factory):
     """For the deploy tests (read-only; exports are not cheap, so built once per session)."""
     return detecting_checkpoint(tmp_path_factory.mktemp("deploy"), (4, 4, 3), seed=2)

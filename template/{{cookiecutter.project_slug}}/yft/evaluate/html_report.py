@@ -9,6 +9,7 @@ anywhere without a server or the internet; the page's JavaScript is plain and in
 """
 
 import base64
+import json
 import os
 from datetime import datetime, timezone
 from pathlib import Path
@@ -16,7 +17,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from yft.data.coco_io import image_dir, read_json, write_atomic
+from yft.data.coco_io import image_dir, read_json
+from yft.io import write_atomic
 from yft.evaluate import run_files
 from yft.evaluate.analysis import T50
 from yft.evaluate.matching import match_dataset
@@ -203,6 +205,7 @@ def render(context):
         variable_start_string="[[", variable_end_string="]]", block_start_string="[%",
         block_end_string="%]", comment_start_string="[#", comment_end_string="#]",
         trim_blocks=True, lstrip_blocks=True)
+    env.filters["show"] = lambda v: json.dumps(v, ensure_ascii=False)  # as text: autoescaped after
     env.filters["pct"] = lambda v: "n/a" if v is None else f"{100 * v:.1f}"
     env.filters["num"] = lambda v, digits=4: "n/a" if v is None else (
         f"{v:.{digits}g}" if isinstance(v, float) else str(v))

@@ -212,7 +212,8 @@ def record_run(exp, out_dir, ckpt, resume, smoke, device, world, batch_size, amp
     first record and notes when it resumed."""
     from datetime import datetime, timezone
 
-    from yft.data.coco_io import read_json, write_json
+    from yft.data.coco_io import read_json
+    from yft.io import write_json
 
     path = out_dir / "run.json"
     now = datetime.now(timezone.utc).isoformat(timespec="seconds")

@@ -42,6 +42,7 @@
 
   function rect(svg, b, cls, title) {
     const r = document.createElementNS(SVG, "rect");
+    r.dataset.cls = b[4];
     r.setAttribute("x", b[0]); r.setAttribute("y", b[1]);
     r.setAttribute("width", Math.max(b[2], 0.5)); r.setAttribute("height", Math.max(b[3], 0.5));
     r.setAttribute("class", cls);
@@ -55,6 +56,8 @@
     const div = document.createElement("div");
     div.className = "card";
     div.dataset.file = image.file;
+    div.dataset.fp = v.fp;
+    div.dataset.fn = v.fn;
     const frame = document.createElement("div");
     frame.className = "frame";
     const img = document.createElement("img");
@@ -70,16 +73,19 @@
       const kind = g.crowd ? "ig" : g.missed ? "fn" : "gt";
       rect(svg, g.box, "box " + kind, data.class_names[g.box[4]] + (g.crowd ? " (crowd)" : g.missed ? " (missed)" : ""));
     });
+    const labelled = v.dets.length <= 30;  // beyond that, names cover the image: hover shows them
     v.dets.forEach((d) => {
       const kind = d[6] === 1 ? "tp" : d[6] === 2 ? "ig" : "fp";
       const label = data.class_names[d[4]] + " " + d[5].toFixed(2);
       rect(svg, d, "det " + kind, label);
+      if (!labelled) return;
+      const name = data.class_names[d[4]];
       const text = document.createElementNS(SVG, "text");
       text.setAttribute("x", d[0] + 2);
       text.setAttribute("y", Math.max(font, d[1] - 2));
       text.setAttribute("font-size", font);
       text.setAttribute("class", kind);
-      text.textContent = label;
+      text.textContent = (name.length > 16 ? name.slice(0, 15) + "\u2026" : name) + " " + d[5].toFixed(2);
       svg.appendChild(text);
     });
     frame.appendChild(svg);
