@@ -6,6 +6,7 @@ meets first: no data yet, no checkpoint yet.
 """
 
 import json
+import os
 import subprocess
 import sys
 
@@ -46,6 +47,9 @@ def test_life_cycle(project):
     assert (run / "last.pth").is_file() and (run / "best.pth").is_file()
     assert (run / "tensorboard").is_dir()
     assert "best val mAP50:95" in train.stdout
+    # train ends with a full evaluation of best.pth and the run's HTML report
+    assert "HTML report: runs/hats_yolox_nano/smoke/report.html" in train.stdout
+    assert (run / "report.html").stat().st_size > 0 and (run / "eval_val_torch" / "metrics.json").is_file()
 
     ckpt = run / "best.pth"
     evaluation = invoke(project, "eval", "--ckpt", str(ckpt), "--device", "cpu")
@@ -63,6 +67,9 @@ def test_life_cycle(project):
          "print(dict((p.key, p.value) for p in m.metadata_props)['class_names'])", str(run / "best.onnx")],
         capture_output=True, text=True, check=True).stdout
     assert json.loads(meta) == ["hard hat", "vest", 'person "worker"']
+    report = invoke(project, "report", "--run", "smoke")
+    assert "HTML report: runs/hats_yolox_nano/smoke/report.html" in report.stdout
+    assert '<a href="best.onnx">best.onnx</a>' in (run / "report.html").read_text(encoding="utf-8")
 
     image = project / "datasets" / "hats" / "val2017" / "val_00000.jpg"
     invoke(project, "predict", "--source", str(image), "--ckpt", str(ckpt), "--conf", "0")
@@ -72,9 +79,13 @@ def test_life_cycle(project):
     assert (project / "onnx-pred" / "val_00000.png").is_file()
 
 
+# The project tests' artefacts (the HTML report's browser screenshot) land here.
+TEST_OUTPUT = {**os.environ, "YFT_TEST_OUTPUT": str(ROOT / "test-output")}
+
+
 def test_project_own_tests_pass(project):
     result = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider"],
-                            cwd=project, capture_output=True, text=True, timeout=900)
+                            cwd=project, capture_output=True, text=True, timeout=900, env=TEST_OUTPUT)
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
     assert " passed" in result.stdout
 
@@ -85,7 +96,7 @@ def test_keep_coco_project_own_tests_pass(tmp_path):
     invoke(root, "setup")
     # The slow training-engine runs are the same code in both class modes: once is enough.
     result = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-m", "not slow"],
-                            cwd=root, capture_output=True, text=True, timeout=900)
+                            cwd=root, capture_output=True, text=True, timeout=900, env=TEST_OUTPUT)
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
 
 

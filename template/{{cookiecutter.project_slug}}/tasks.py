@@ -388,7 +388,7 @@ def evaluate(c, exp=None, ckpt=None, split="val", device="auto", backend="torch"
              conf=None if conf < 0 else conf)
 
 
-@task(help={"run": "Run folder, or a run name under runs/<exp>/ (default: train)",
+@task(help={"run": "Run folder, or a run name under runs/<exp>/ (default: the latest run)",
             "split": "val (report.html) or test (report_test.html): the evaluation shown",
             "eval_dir": "The `invoke eval` folder to show (default: the run's newest eval of the split)",
             "exp": "Exp file"})

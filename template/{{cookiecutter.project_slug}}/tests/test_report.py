@@ -93,7 +93,7 @@ def test_report_task_and_its_errors(reports, tmp_path, capsys):
     page, data = page_data(path)
     assert empty["num_detections"] == 0 and "made no detections" in page
     assert all(not im["det"] for im in data["images"]) and data["images"]
-    with pytest.raises(UserError, match="no such run folder"):
+    with pytest.raises(UserError, match="no such folder"):
         run_report(exp, str(tmp_path / "nothing"))
     with pytest.raises(UserError, match="not an `invoke eval` folder"):
         run_report(exp, str(run), eval_dir=str(tmp_path))

@@ -56,15 +56,15 @@ def print_report(path, notes):
 
 
 def resolve_run(exp, run=None):
-    """A run folder from --run: a folder path, or a run name under runs/<exp>/ (default: train)."""
-    from yft.project import run_dir
+    """A run folder from --run: a folder path, or a run name under runs/<exp>/ (default: the
+    latest run, yft.runs.resolve_run)."""
+    from yft.runs import resolve_run as named_run
 
     if run and Path(run).is_dir():
         return Path(run)
-    folder = run_dir(exp, run or "train")
-    if not folder.is_dir():
-        raise UserError(f"{folder}: no such run folder (train first, or pass --run NAME or a folder)")
-    return folder
+    if run and ("/" in str(run) or "\\" in str(run)):
+        raise UserError(f"--run {run}: no such folder")
+    return named_run(exp, run or None)
 
 
 def run_report(exp, run=None, split="val", eval_dir=None):

@@ -106,9 +106,6 @@ def train(exp, device, ckpt=None, resume=False, smoke=False, batch_size=None, am
         f"{exp.max_epoch} epochs, input {exp.input_size[0]}x{exp.input_size[1]}, "
         f"strategy {exp.strategy}, seed {seed}")
 
-    if distributed.is_main():
-        record_run(exp, out_dir, ckpt=ckpt, resume=resume, smoke=smoke, device=device, world=world,
-                   batch_size=batch_size, amp=amp, seed=seed)
     log("loading data")
     check_split(exp, "train")
     check_split(exp, "val")  # fail now, not after the first epoch
@@ -119,6 +116,8 @@ def train(exp, device, ckpt=None, resume=False, smoke=False, batch_size=None, am
     if distributed.is_main():  # what a killed run was writing (half a checkpoint) goes now
         for path in clean_stale_temps(out_dir):
             log(f"removed {relative(path)}, a temporary file left by a killed run")
+        record_run(exp, out_dir, ckpt=ckpt, resume=resume, smoke=smoke, device=device, world=world,
+                   batch_size=batch_size, amp=amp, seed=seed)
     skip = state["iteration"] if state else 0
     loader = build_train_loader(exp, batch_size // world, device, seed=seed, rank=rank,
                                 world_size=world, skip_batches=skip)
