@@ -78,7 +78,8 @@ def render(c, dest, data=None, cookiecutter=False):
 @task(help={"dest": "Folder for the demo project (replaced if it exists)",
             "epochs": "Training epochs"})
 def demo(c, dest="demo-project", epochs=DEMO_ANSWERS["epochs"]):
-    """Render a sample project, set it up, train briefly on CPU, evaluate, export ONNX, predict."""
+    """Render a sample project, set it up, train briefly on CPU, evaluate, export ONNX, predict,
+    write the HTML report."""
     started = time.perf_counter()
     dest = Path(dest).resolve()
     if dest.exists():
@@ -94,6 +95,7 @@ def demo(c, dest="demo-project", epochs=DEMO_ANSWERS["epochs"]):
         result = c.run(f"{py} eval --device cpu", echo=True)
         c.run(f"{py} export-onnx", echo=True)
         c.run(f"{py} predict --source datasets/shapes_demo/test2017/test_00000.jpg --device cpu", echo=True)
+        c.run(f"{py} report", echo=True)  # again, now that the ONNX export exists to link
     run = dest / "runs" / "shapes_demo_yolox_nano" / "train"
     headline = next((line for line in result.stdout.splitlines() if line.startswith("mAP50:95")), "")
     print(f"\ndemo done in {(time.perf_counter() - started) / 60:.1f} min: {headline}")
@@ -101,7 +103,8 @@ def demo(c, dest="demo-project", epochs=DEMO_ANSWERS["epochs"]):
                         ("metrics", run / "eval_val_torch" / "metrics.json"),
                         ("ONNX model", run / "best.onnx"),
                         ("prediction", run / "predictions" / "test_00000.png"),
-                        ("tensorboard logs", run / "tensorboard")]:
+                        ("tensorboard logs", run / "tensorboard"),
+                        ("HTML report", run / "report.html")]:
         print(f"  {label:<17}{path}")
 
 
