@@ -34,10 +34,12 @@ def reports(tmp_path_factory, make_detecting_checkpoint):
     torch.set_num_threads(1)
     try:
         from yft.project import load_exp
+
         names = list(load_exp().class_names)
         names[-1] = HOSTILE
-        exp, ckpt = make_detecting_checkpoint(root, (4, 6, 2), seed=4, test_conf=0.3, class_names=tuple(names),
-                                         report_image_size=160)
+        exp, ckpt = make_detecting_checkpoint(
+            root, (4, 6, 2), seed=4, test_conf=0.3, class_names=tuple(names), report_image_size=160
+        )
         run = ckpt.parent
         metrics = run_eval(exp, CPU, ckpt, "val", "torch", 6, progress=False)
         silent = root / "runs" / "silent"
@@ -63,8 +65,18 @@ def test_eval_writes_the_run_report(reports):
     exp, run, metrics, _, _ = reports
     page, data = page_data(run / "report.html")
     assert metrics["num_detections"] > 0
-    for section in ('id="settings"', 'id="data"', 'id="training"', 'id="metrics"', 'id="operating-point"',
-                    'id="confusion"', 'id="pr"', 'id="errors"', 'id="browser"', 'id="deploy"'):
+    for section in (
+        'id="settings"',
+        'id="data"',
+        'id="training"',
+        'id="metrics"',
+        'id="operating-point"',
+        'id="confusion"',
+        'id="pr"',
+        'id="errors"',
+        'id="browser"',
+        'id="deploy"',
+    ):
         assert section in page
     assert "<script src" not in page and "http://" not in page.replace("http://www.w3.org/2000/svg", "")
     # the browser holds every val image, with the eval's detections (those COCO keeps)
@@ -73,7 +85,9 @@ def test_eval_writes_the_run_report(reports):
     dets = json.loads((run / "eval_val_torch" / "detections.json").read_text())
     per_image_class = {}
     for d in dets:
-        per_image_class[d["image_id"], d["category_id"]] = per_image_class.get((d["image_id"], d["category_id"]), 0) + 1
+        per_image_class[d["image_id"], d["category_id"]] = (
+            per_image_class.get((d["image_id"], d["category_id"]), 0) + 1
+        )
     kept = sum(min(n, 100) for n in per_image_class.values())  # COCO keeps 100 per image and class
     assert sum(len(im["det"]) for im in data["images"]) == kept
     # at the eval's confidence the page's counts are the eval's error analysis
@@ -107,10 +121,15 @@ def test_report_links_other_tasks_results(reports, tmp_path):
     exp, run, _, _, _ = reports
     folder = run.parent / "robustness_val"
     folder.mkdir(exist_ok=True)
-    result = {"split": "val", "checkpoint": str(run / "best.pth"), "num_images": 6, "severities": [1],
-              "clean": {"mAP50_95": 0.5, "mAP50": 0.7},
-              "corruptions": {"gaussian_blur": {"1": {"mAP50_95": 0.4, "mAP50": 0.6, "relative_drop": -0.2}}},
-              "notes": []}
+    result = {
+        "split": "val",
+        "checkpoint": str(run / "best.pth"),
+        "num_images": 6,
+        "severities": [1],
+        "clean": {"mAP50_95": 0.5, "mAP50": 0.7},
+        "corruptions": {"gaussian_blur": {"1": {"mAP50_95": 0.4, "mAP50": 0.6, "relative_drop": -0.2}}},
+        "notes": [],
+    }
     (folder / "robustness.json").write_text(json.dumps(result))
     other = tmp_path / "elsewhere.pth"
     (run.parent / "drift").mkdir(exist_ok=True)
@@ -129,11 +148,14 @@ def test_report_links_other_tasks_results(reports, tmp_path):
 
 # ---------------------------------------------------------------- in a real browser
 
+
 def _browser():
     chromium = shutil.which("chromium") or shutil.which("chromium-browser")
     driver = shutil.which("chromedriver")
     if not chromium or not driver:
-        pytest.skip("no chromium/chromedriver on this machine (Debian: apt-get install chromium chromium-driver)")
+        pytest.skip(
+            "no chromium/chromedriver on this machine (Debian: apt-get install chromium chromium-driver)"
+        )
     try:
         from selenium import webdriver
         from selenium.webdriver.chrome.service import Service
@@ -142,9 +164,19 @@ def _browser():
     options = webdriver.ChromeOptions()
     options.binary_location = chromium
     profile = tempfile.mkdtemp(prefix="yft-chromium-")
-    for flag in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                 "--disable-dev-shm-usage", f"--user-data-dir={profile}", "--window-size=1400,1800"):
+    for flag in (
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--disable-dev-shm-usage",
+        f"--user-data-dir={profile}",
+        "--window-size=1400,1800",
+    ):
         options.add_argument(flag)
     options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
     return webdriver.Chrome(service=Service(driver), options=options), profile
@@ -166,7 +198,9 @@ def _open(driver, path):
         time.sleep(0.1)
     errors = [e for e in driver.get_log("browser") if e["level"] in ("SEVERE", "ERROR")]
     assert not errors, errors
-    broken = driver.execute_script("return Array.from(document.images).filter(i => !i.naturalWidth).map(i => i.alt)")
+    broken = driver.execute_script(
+        "return Array.from(document.images).filter(i => !i.naturalWidth).map(i => i.alt)"
+    )
     assert not broken, f"images that did not load: {broken}"
     assert driver.execute_script("return window.pwned") is None
 
@@ -182,8 +216,11 @@ def _drawn(driver):
 
 
 def _set(driver, element_id, value, event):
-    driver.execute_script(f"const e = document.getElementById('{element_id}'); e.value = arguments[0];"
-                          f"e.dispatchEvent(new Event('{event}'));", value)
+    driver.execute_script(
+        f"const e = document.getElementById('{element_id}'); e.value = arguments[0];"
+        f"e.dispatchEvent(new Event('{event}'));",
+        value,
+    )
 
 
 def test_report_in_chromium(reports, browser, tmp_path):
@@ -203,7 +240,8 @@ def test_report_in_chromium(reports, browser, tmp_path):
 
     # class filter: only that class's boxes and detections are drawn
     options = browser.execute_script(
-        "return Array.from(document.querySelectorAll('#class-filter option')).map(o => [o.value, o.textContent])")
+        "return Array.from(document.querySelectorAll('#class-filter option')).map(o => [o.value, o.textContent])"
+    )
     assert options[0][0] == "-1" and len(options) - 1 <= len(exp.class_names)
     assert HOSTILE in [text for _, text in options]  # shown as text
     assert len(start["classes"]) >= 2
@@ -232,7 +270,9 @@ def test_report_in_chromium(reports, browser, tmp_path):
         Path(target).mkdir(parents=True, exist_ok=True)
         shutil.copy(shot, Path(target) / f"report_{exp.class_mode}.png")
         shutil.copy(run / "report.html", Path(target) / f"report_{exp.class_mode}.html")
-    print(f"screenshot {shot} ({shot.stat().st_size} bytes); report {(run / 'report.html').stat().st_size} bytes")
+    print(
+        f"screenshot {shot} ({shot.stat().st_size} bytes); report {(run / 'report.html').stat().st_size} bytes"
+    )
 
     _open(browser, silent / "report.html")  # a run without detections: notes, no script errors
     assert _drawn(browser)["dets"] == 0

@@ -277,7 +277,7 @@ class FinetuneExp(YoloxExp):
 def _same(a, b):
     try:
         return bool(a == b) and type(a) is type(b)
-    except Exception:  # objects without a plain comparison
+    except (TypeError, ValueError):  # objects without a plain comparison (arrays)
         return a is b
 
 

@@ -18,10 +18,10 @@ import cv2
 import numpy as np
 
 from yft.data.coco_io import image_dir, read_json
-from yft.io import write_atomic
 from yft.evaluate import run_files
 from yft.evaluate.analysis import T50
 from yft.evaluate.matching import match_dataset
+from yft.io import write_atomic
 from yft.project import UserError, relative
 
 ASSETS = Path(__file__).with_name("report_assets")
@@ -63,32 +63,49 @@ def gather(exp, run, eval_dir, split, matches, base):
     notes = []
     record, note = run_files.settings(exp, run)
     notes += [note] if note else []
-    context = {"title": f"{exp.exp_name} / {run.name}", "run": relative(run), "split": split,
-               "generated": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
-               "record": record, "class_mode": exp.class_mode, "num_classes": len(exp.class_names),
-               "splits": data_stats(exp), "training": run_files.training(run),
-               "curves": run_files.data_uri(run / "training_curves.png"),
-               "pretrained": [p.name for p in sorted(run.glob("pretrained_*"))], "notes": notes}
-    context["split_classes"] = list(dict.fromkeys(c for s in context["splits"].values() for c in s["boxes_per_class"]))
+    context = {
+        "title": f"{exp.exp_name} / {run.name}",
+        "run": relative(run),
+        "split": split,
+        "generated": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "record": record,
+        "class_mode": exp.class_mode,
+        "num_classes": len(exp.class_names),
+        "splits": data_stats(exp),
+        "training": run_files.training(run),
+        "curves": run_files.data_uri(run / "training_curves.png"),
+        "pretrained": [p.name for p in sorted(run.glob("pretrained_*"))],
+        "notes": notes,
+    }
+    context["split_classes"] = list(
+        dict.fromkeys(c for s in context["splits"].values() for c in s["boxes_per_class"])
+    )
     context["best_epoch"] = _best_epoch(context["training"])
     if not context["training"]:
         notes.append("no training log in this run folder (epochs.csv): no training curves")
     context["metrics"], context["figures"], context["browser"] = None, {}, None
     if eval_dir is None:
-        notes.append(f"no evaluation of the {split} split in this run yet: run `invoke eval"
-                     f"{' --split ' + split if split != 'val' else ''}` for metrics and the image browser")
+        notes.append(
+            f"no evaluation of the {split} split in this run yet: run `invoke eval"
+            f"{' --split ' + split if split != 'val' else ''}` for metrics and the image browser"
+        )
     else:
         metrics = read_json(eval_dir / "metrics.json")
         context["metrics"], context["eval_dir"] = metrics, link(eval_dir)
         context["rows"] = _class_rows(metrics)
-        context["figures"] = {key: run_files.data_uri(eval_dir / name)
-                              for key, name in (("confusion", "confusion_matrix.png"), ("pr", "pr_curves.png"))}
-        context["confusion_csv"] = link(eval_dir / "confusion_matrix.csv") \
-            if (eval_dir / "confusion_matrix.csv").is_file() else None
+        context["figures"] = {
+            key: run_files.data_uri(eval_dir / name)
+            for key, name in (("confusion", "confusion_matrix.png"), ("pr", "pr_curves.png"))
+        }
+        context["confusion_csv"] = (
+            link(eval_dir / "confusion_matrix.csv") if (eval_dir / "confusion_matrix.csv").is_file() else None
+        )
         if not metrics.get("num_detections"):
-            notes.append(f"the model made no detections on the {metrics.get('split', split)} split "
-                         f"(score threshold test_conf {exp.test_conf}): AP, precision-recall curves and "
-                         "the operating point are undefined; every box counts as missed")
+            notes.append(
+                f"the model made no detections on the {metrics.get('split', split)} split "
+                f"(score threshold test_conf {exp.test_conf}): AP, precision-recall curves and "
+                "the operating point are undefined; every box counts as missed"
+            )
         context["browser"] = browser_data(exp, eval_dir, metrics, matches, notes)
     context["extras"] = run_files.extras(run)
     for results in context["extras"].values():
@@ -107,8 +124,11 @@ def _best_epoch(rows):
 def _class_rows(metrics):
     """Per-class table rows: every class with boxes or detections (keep-COCO's 80 idle classes
     would bury the few that matter), most boxes first."""
-    rows = [dict(row, name=name) for name, row in metrics["per_class"].items()
-            if row.get("num_gt") or row.get("AP50") is not None or row.get("precision") is not None]
+    rows = [
+        dict(row, name=name)
+        for name, row in metrics["per_class"].items()
+        if row.get("num_gt") or row.get("AP50") is not None or row.get("precision") is not None
+    ]
     return sorted(rows, key=lambda r: -(r.get("num_gt") or 0))
 
 
@@ -119,21 +139,26 @@ def browser_data(exp, eval_dir, metrics, matches, notes):
     folder = image_dir(exp, split)
     if matches is None:
         from yft.data.coco_io import annotation_path
+
         dataset = read_json(annotation_path(exp, split))
         detections = read_json(eval_dir / "detections.json")
         known = {im["id"] for im in dataset.get("images", [])}
         stale = sum(d.get("image_id") not in known for d in detections)
         if stale:
-            notes.append(f"{stale} detections in {relative(eval_dir / 'detections.json')} are for images no "
-                         f"longer in the {split} split (re-run `invoke eval`); the browser leaves them out")
+            notes.append(
+                f"{stale} detections in {relative(eval_dir / 'detections.json')} are for images no "
+                f"longer in the {split} split (re-run `invoke eval`); the browser leaves them out"
+            )
         matches = match_dataset(dataset, detections, exp.category_ids())
     conf = metrics.get("errors", {}).get("conf") or 0.0
     images = [_image_entry(m) for m in matches]
     ranked = sorted(range(len(images)), key=lambda i: (-_errors_at(images[i], conf), images[i]["id"]))
-    keep = ranked[:exp.report_max_images]
+    keep = ranked[: exp.report_max_images]
     if len(keep) < len(images):
-        notes.append(f"image browser: {len(keep)} of {len(images)} {split} images, those with the most errors "
-                     f"at confidence {conf} (raise report_max_images in the Exp to show more)")
+        notes.append(
+            f"image browser: {len(keep)} of {len(images)} {split} images, those with the most errors "
+            f"at confidence {conf} (raise report_max_images in the Exp to show more)"
+        )
     unreadable, shown = [], []
     for i in sorted(keep, key=lambda i: images[i]["id"]):
         entry, thumb = images[i], _thumbnail(folder / images[i]["file"], exp.report_image_size)
@@ -143,16 +168,23 @@ def browser_data(exp, eval_dir, metrics, matches, notes):
         entry["src"], entry["w"], entry["h"] = thumb
         shown.append(entry)
     if unreadable:
-        notes.append(f"image browser: {len(unreadable)} images could not be read and are left out "
-                     f"(first: {unreadable[0]})")
+        notes.append(
+            f"image browser: {len(unreadable)} images could not be read and are left out "
+            f"(first: {unreadable[0]})"
+        )
     counts = np.zeros(len(exp.class_names), np.int64)
     for m in matches:
         counts += np.bincount(m.gt_cls, minlength=len(exp.class_names))
         counts += np.bincount(m.det_cls[m.det_kept], minlength=len(exp.class_names))
     classes = [{"index": k, "name": exp.class_names[k]} for k in np.nonzero(counts)[0].tolist()]
     suggested = metrics.get("suggested_conf")
-    return {"images": shown, "class_names": list(exp.class_names), "classes": classes,
-            "conf": suggested if suggested is not None else conf, "min_conf": exp.test_conf}
+    return {
+        "images": shown,
+        "class_names": list(exp.class_names),
+        "classes": classes,
+        "conf": suggested if suggested is not None else conf,
+        "min_conf": exp.test_conf,
+    }
 
 
 def _image_entry(m):
@@ -164,8 +196,15 @@ def _image_entry(m):
     dets = []
     for d in np.nonzero(m.det_kept)[0]:
         state = 2 if m.det_ignored[d, T50] else int(m.det_gt[d, T50] >= 0)
-        dets.append([*np.round(m.det_boxes[d], 1).tolist(), int(m.det_cls[d]), round(float(m.det_score[d]), 4),
-                     state, int(m.det_gt[d, T50])])
+        dets.append(
+            [
+                *np.round(m.det_boxes[d], 1).tolist(),
+                int(m.det_cls[d]),
+                round(float(m.det_score[d]), 4),
+                state,
+                int(m.det_gt[d, T50]),
+            ]
+        )
     return {"id": int(m.image_id), "file": m.file_name, "gt": gts, "det": dets}
 
 
@@ -187,7 +226,9 @@ def _thumbnail(path, size):
     h, w = img.shape[:2]
     scale = min(1.0, size / max(h, w))
     if scale < 1:
-        img = cv2.resize(img, (max(1, round(w * scale)), max(1, round(h * scale))), interpolation=cv2.INTER_AREA)
+        img = cv2.resize(
+            img, (max(1, round(w * scale)), max(1, round(h * scale))), interpolation=cv2.INTER_AREA
+        )
     ok, data = cv2.imencode(".jpg", img, [cv2.IMWRITE_JPEG_QUALITY, 82])
     if not ok:
         return None
@@ -201,14 +242,25 @@ def render(context):
     import jinja2
 
     env = jinja2.Environment(
-        loader=jinja2.FileSystemLoader(str(ASSETS)), autoescape=True,
-        variable_start_string="[[", variable_end_string="]]", block_start_string="[%",
-        block_end_string="%]", comment_start_string="[#", comment_end_string="#]",
-        trim_blocks=True, lstrip_blocks=True)
+        loader=jinja2.FileSystemLoader(str(ASSETS)),
+        autoescape=True,
+        variable_start_string="[[",
+        variable_end_string="]]",
+        block_start_string="[%",
+        block_end_string="%]",
+        comment_start_string="[#",
+        comment_end_string="#]",
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
     env.filters["show"] = lambda v: json.dumps(v, ensure_ascii=False)  # as text: autoescaped after
     env.filters["pct"] = lambda v: "n/a" if v is None else f"{100 * v:.1f}"
-    env.filters["num"] = lambda v, digits=4: "n/a" if v is None else (
-        f"{v:.{digits}g}" if isinstance(v, float) else str(v))
+    env.filters["num"] = lambda v, digits=4: (
+        "n/a" if v is None else (f"{v:.{digits}g}" if isinstance(v, float) else str(v))
+    )
     page = env.get_template("report.html")
-    return page.render(**context, css=(ASSETS / "report.css").read_text(encoding="utf-8"),
-                       script=(ASSETS / "report.js").read_text(encoding="utf-8"))
+    return page.render(
+        **context,
+        css=(ASSETS / "report.css").read_text(encoding="utf-8"),
+        script=(ASSETS / "report.js").read_text(encoding="utf-8"),
+    )

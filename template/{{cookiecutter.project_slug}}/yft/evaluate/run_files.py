@@ -14,10 +14,12 @@ from yft.data.coco_io import read_json
 from yft.project import ROOT, UserError
 
 # The evaluate tasks' result files, and the figure each one writes beside it.
-EXTRA_RESULTS = {"robustness": ("robustness.json", "robustness.png"),
-                 "compare": ("compare.json", "per_class_delta.png"),
-                 "drift": ("drift.json", "most_atypical.png"),
-                 "mine": ("mine.json", "top_uncertain.png")}
+EXTRA_RESULTS = {
+    "robustness": ("robustness.json", "robustness.png"),
+    "compare": ("compare.json", "per_class_delta.png"),
+    "drift": ("drift.json", "most_atypical.png"),
+    "mine": ("mine.json", "top_uncertain.png"),
+}
 
 
 def data_uri(path, mime=None):
@@ -55,9 +57,11 @@ def settings(exp, run):
     record = load_optional(run / "run.json")
     if record is not None:
         return record, None
-    return ({"settings": exp.non_default_settings(), "weights": None},
-            "this run has no run.json (trained before the report existed): the settings shown are "
-            "the current Exp's, which may differ from what the run used")
+    return (
+        {"settings": exp.non_default_settings(), "weights": None},
+        "this run has no run.json (trained before the report existed): the settings shown are "
+        "the current Exp's, which may differ from what the run used",
+    )
 
 
 def training(run):
@@ -120,9 +124,16 @@ def exports(run):
 def releases(run):
     """Release folders (`invoke release`) made from a checkpoint of this run."""
     found = []
-    for checks in sorted(run.parent.glob("release/*/checks.json")) + sorted(run.glob("release/*/checks.json")):
+    for checks in sorted(run.parent.glob("release/*/checks.json")) + sorted(
+        run.glob("release/*/checks.json")
+    ):
         record = load_optional(checks)
         if isinstance(record, dict) and inside(record.get("checkpoint"), run):
-            found.append({"path": checks.parent, "version": record.get("version", checks.parent.name),
-                          "checks": record.get("checks", [])})
+            found.append(
+                {
+                    "path": checks.parent,
+                    "version": record.get("version", checks.parent.name),
+                    "checks": record.get("checks", []),
+                }
+            )
     return found
