@@ -60,3 +60,30 @@ def test_inconsistent_exp_is_refused(tmp_path):
     )
     with pytest.raises(UserError, match="broken_exp.py: num_classes is 3"):
         load_exp(exp_file)
+
+
+@pytest.mark.parametrize("override, message", [
+    ("max_epoch=0", "max_epoch is 0: it must be a whole number of at least 1"),
+    ("batch_size=-4", "batch_size is -4"),
+    ("basic_lr_per_img=-0.1", "basic_lr_per_img is -0.1"),
+])
+def test_settings_that_cannot_train_are_refused(override, message):
+    with pytest.raises(UserError, match=message):
+        load_exp(overrides=[override])
+
+
+@pytest.mark.parametrize("body, message", [
+    ("<<<<<<< before updating\n        self.max_epoch = 10\n=======\n        self.max_epoch = 20\n>>>>>>> after updating\n",
+     r"broken_exp_0.py:5: a conflict marker \(<<<<<<<\) is left from `copier update`"),
+    ("        self.max_epoch = (10\n", r"broken_exp_1.py:5: '\(' was never closed"),
+    ("        self.max_epoch = undefined_name\n", r"broken_exp_2.py:5: cannot load the Exp \(NameError: name 'undefined_name'"),
+])
+def test_a_broken_exp_file_shows_the_real_error_and_line(tmp_path, body, message, request):
+    # yolox imports the Exp by module name: a name of its own per case, or it gets the cached one
+    exp_file = tmp_path / f"broken_exp_{request.node.callspec.indices['body']}.py"
+    exp_file.write_text("from yft.exp import FinetuneExp\n"
+                        "class Exp(FinetuneExp):\n"
+                        "    def __init__(self):\n"
+                        "        super().__init__()\n" + body)
+    with pytest.raises(UserError, match=message):
+        load_exp(exp_file)

@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from yft.exp import COCO_CLASS_NAMES, COCO_CATEGORY_IDS
+from yft.project import UserError
 from yft.train.checkpoint import load_checkpoint
 from yft.train.hooks import HookBase
 from yft.train.optim import LRSchedule, part_of
@@ -134,8 +135,15 @@ def test_extras_run_together(sample_exp):
 
 def test_nan_loss_stops_with_a_clear_message(sample_exp):
     exp = tiny(sample_exp, iou_loss_weight=float("nan"))
-    with pytest.raises(FloatingPointError, match="loss became nan at iteration 0"):
+    with pytest.raises(UserError, match="loss became nan at iteration 0"):
         train(exp, CPU, batch_size=4, progress=False, max_iters_per_epoch=1)
+
+
+def test_a_diverging_run_stops_with_the_trainers_message(sample_exp):
+    """--set basic_lr_per_img=1e9 used to crash inside YOLOX's loss (BCE input outside 0..1)."""
+    exp = tiny(sample_exp, basic_lr_per_img=1e9, warmup_epochs=0, no_aug_epochs=0, max_epoch=1, eval_interval=100)
+    with pytest.raises(UserError, match="became (nan|inf|-inf|non-finite)"):
+        train(exp, CPU, batch_size=4, progress=False, max_iters_per_epoch=6)
 
 
 def test_lr_schedule(exp):

@@ -247,6 +247,14 @@ class FinetuneExp(YoloxExp):
             size = getattr(self, name)
             if any(s % 32 for s in size):
                 raise ValueError(f"{name} {tuple(size)} must be multiples of 32")
+        # max_epoch=0 used to "finish" and report checkpoints that were never written.
+        for name in ("max_epoch", "batch_size", "eval_interval", "log_interval"):
+            value = getattr(self, name, 1)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} is {value!r}: it must be a whole number of at least 1")
+        lr = self.basic_lr_per_img
+        if not isinstance(lr, (int, float)) or not 0 < lr < float("inf"):
+            raise ValueError(f"basic_lr_per_img is {lr!r}: it must be a positive number")
 
     # ------------------------------------------------------------------ builders
     def get_model(self):

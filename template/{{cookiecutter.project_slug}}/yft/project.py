@@ -35,11 +35,15 @@ def load_exp(path=None, overrides=()):
     path = Path(path) if path else default_exp_path()
     if not path.is_file():
         raise UserError(f"{path}: Exp file not found")
+    check_exp_source(path)
     try:
         exp = get_exp(str(path))
     except ImportError as err:
-        # yolox hides the real error behind "doesn't contain class named 'Exp'".
-        raise UserError(f"{path}: cannot load the Exp ({err.__cause__ or err})") from err
+        # yolox hides the real error behind "doesn't contain class named 'Exp'": show that one,
+        # with the Exp file's line where it happened.
+        real = err.__cause__ or err.__context__ or err
+        raise UserError(f"{path}{_line_in(real, path)}: cannot load the Exp "
+                        f"({type(real).__name__}: {real})") from err
     apply_overrides(exp, overrides)
     try:
         exp.check()
@@ -47,6 +51,31 @@ def load_exp(path=None, overrides=()):
         raise UserError(f"{path}: {err}") from err
     exp.exp_file = str(path)
     return exp
+
+
+CONFLICT = re.compile(r"^(<{7}|={7}|>{7})( |$)")
+
+
+def check_exp_source(path):
+    """The Exp file parses: leftover conflict markers (after `copier update`) and syntax errors
+    are named with their line, before yolox's import hides them."""
+    text = Path(path).read_text(encoding="utf-8", errors="replace")
+    for number, line in enumerate(text.splitlines(), 1):
+        if CONFLICT.match(line):
+            raise UserError(f"{path}:{number}: a conflict marker ({line[:7]}) is left from `copier update`: "
+                            "keep the side you want and delete the marker lines")
+    try:
+        compile(text, str(path), "exec")
+    except SyntaxError as err:
+        raise UserError(f"{path}:{err.lineno}: {err.msg}") from None
+
+
+def _line_in(err, path):
+    """':N' for the deepest traceback frame of `err` inside `path`, else ''."""
+    import traceback
+
+    frames = [f for f in traceback.extract_tb(err.__traceback__) if Path(f.filename) == Path(path)]
+    return f":{frames[-1].lineno}" if frames else ""
 
 
 def apply_overrides(exp, overrides):

@@ -192,6 +192,8 @@ def train(exp, device, ckpt=None, resume=False, smoke=False, batch_size=None, am
             log(f"DDP check: {world} ranks agree on the weights (max difference {disagreement:.3g})"
                 if disagreement == 0 else f"DDP check: ranks DISAGREE on the weights by {disagreement:.3g}")
             distributed.barrier()  # no rank tears the process group down while another still uses it
+    except FloatingPointError as err:  # the trainer's own divergence message, as one line
+        raise UserError(str(err)) from None
     except torch.OutOfMemoryError:
         raise UserError(f"out of memory at batch size {batch_size}: try --batch-size {max(1, batch_size // 2)} "
                         f"--set accumulate={2 * max(1, exp.accumulate)} (same effective batch), or --amp") from None

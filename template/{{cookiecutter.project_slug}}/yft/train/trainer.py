@@ -135,7 +135,11 @@ class Trainer:
         with (torch.enable_grad() if sync else self.wrapped.no_sync()):
             with torch.autocast(self.device.type, dtype=self.amp_dtype or torch.float32,
                                 enabled=self.amp_dtype is not None):
-                outputs = self.wrapped(images, targets)
+                try:
+                    outputs = self.wrapped(images, targets)
+                except RuntimeError:
+                    self.check_diverged(images)  # a diverged model fails inside YOLOX's loss: say so
+                    raise
             loss = self.weighted_loss(outputs)
             # Reading the loss waits for the GPU, so on GPUs it is checked every log_interval
             # batches and at the end of each epoch (before any checkpoint), not on every batch.
@@ -179,6 +183,23 @@ class Trainer:
                 f"loss became {loss.item()} at iteration {self.iter} (epoch {self.epoch + 1}); "
                 "last.pth holds the last good epoch. Lower basic_lr_per_img, set grad_clip "
                 "(e.g. --set grad_clip=10), or check the boxes with `invoke validate`")
+
+    def check_diverged(self, images):
+        """FloatingPointError when the weights, or the head's outputs for `images`, are not finite
+        (called only after a failure, so the extra forward pass costs nothing in normal runs)."""
+        bad = next((name for name, p in self.model.named_parameters() if not torch.isfinite(p).all()), None)
+        if bad is None:
+            training = self.model.training
+            self.model.eval()
+            with torch.no_grad():
+                outputs = self.model(images)
+            self.model.train(training)
+            bad = None if torch.isfinite(outputs).all() else "its outputs"
+        if bad is not None:
+            raise FloatingPointError(
+                f"the model became non-finite ({bad}) at iteration {self.iter} (epoch {self.epoch + 1}): "
+                "training diverged; last.pth holds the last good epoch. Lower basic_lr_per_img, set "
+                "grad_clip (e.g. --set grad_clip=10), or check the boxes with `invoke validate`")
 
     def weighted_loss(self, outputs):
         """YOLOX's total loss, or the weighted sum of its parts when exp's loss weights differ."""
