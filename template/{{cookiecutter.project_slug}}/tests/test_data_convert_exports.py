@@ -247,7 +247,7 @@ def test_labelstudio_json_min(tmp_path, ls_images):
     src = write(tmp_path / "min.json", records)
     summary = run("labelstudio", src, ls_images, tmp_path / "out.json", annotation="2")
     assert boxes(tmp_path / "out.json") == [("sub/a.jpg", 1, [20.0, 20.0, 60.0, 10.0])]
-    assert summary["not_converted"] == {"box of another annotation of the task (--annotation 2)": 1,
+    assert summary["not_converted"] == {"box of another annotation of the task (--annotation 2)": 2,
                                         "task without an annotation by annotator 2: image left out": 1}
     run("labelstudio", src, ls_images, tmp_path / "all.json", annotation="all")
     assert [(b[0], b[1]) for b in boxes(tmp_path / "all.json")] == [
@@ -280,7 +280,7 @@ def test_cvat_video_tracks(tmp_path):
         jpg(tmp_path / "images" / f"frame_{n:06d}.jpg")
     src = write(tmp_path / "annotations.xml", CVAT_VIDEO)
     out = tmp_path / "out.json"
-    summary = run("cvat", src, tmp_path / "images", out)
+    summary = run("cvat", tmp_path, None, out)  # the export's root: annotations.xml and images/
     assert boxes(out) == [("frame_000000.jpg", 1, [10.0, 5.0, 20.0, 20.0]),
                           ("frame_000001.jpg", 1, [12.0, 5.0, 20.0, 20.0]),
                           ("frame_000001.jpg", 2, [1.0, 2.0, 8.0, 10.0])]

@@ -46,6 +46,10 @@ def convert(fmt, sources, images, out, class_names, category_ids, mapping=(), dr
     images = [images] if isinstance(images, (str, Path)) else list(images or ())
     if fmt != "coco" and len(images) > 1:
         raise UserError(f"--from {fmt}: one --images folder")
+    if fmt in ("cvat", "labelstudio") and sources[0].is_dir():
+        sources, root = [_export_file(fmt, sources[0])], sources[0]
+        if not images and (root / "images").is_dir():
+            images = [root / "images"]  # CVAT's export with images: annotations.xml + images/
     if fmt != "coco" and not images:
         if fmt in ("yolo", "labelme") and sources[0].is_dir():
             images = [sources[0]]  # an export's root holds its images
@@ -78,6 +82,17 @@ def convert(fmt, sources, images, out, class_names, category_ids, mapping=(), dr
         return {"parts": summaries}
     check_target(out, force, folder=to == "yolo")
     return _convert(fmt, sources, images, out, classes, subset, strict, context, to)
+
+
+def _export_file(fmt, folder):
+    """The annotation file of an export's root folder (CVAT: annotations.xml; Label Studio: its JSON)."""
+    if fmt == "cvat" and (folder / "annotations.xml").is_file():
+        return folder / "annotations.xml"
+    found = sorted(folder.glob("*.xml" if fmt == "cvat" else "*.json"))
+    if len(found) != 1:
+        raise UserError(f"{folder}: expected one {'XML' if fmt == 'cvat' else 'JSON'} export file here, "
+                        f"found {len(found)}; give the file as --src")
+    return found[0]
 
 
 def _convert(fmt, sources, images, out, classes, subset, strict, context, to="coco", cvat_root=None):

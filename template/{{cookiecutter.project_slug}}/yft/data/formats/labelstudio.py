@@ -41,16 +41,22 @@ def _image_ref(data, where):
     return ref
 
 
-def _find(ref, ctx, where, boxes):
+def _locate(ref, ctx, where):
+    """The image of a reference in --images (longest matching path first), or None."""
     path = image_ref_name(ref)
-    for candidate in suffixes(path)[:-1]:
+    for candidate in suffixes(path):
         rel = ctx.index.lookup(candidate, where)
         if rel is not None:
             return rel
-    base = ref.split("?")[0].rstrip("/").rsplit("/", 1)[-1]
-    if base != path.rsplit("/", 1)[-1] and ctx.index.lookup(base, where):
-        return ctx.index.lookup(base, where)
-    return ctx.find(path.rsplit("/", 1)[-1] or ref, f"{where} (image {ref!r})", boxes=boxes)
+    base = ref.split("?")[0].rstrip("/").rsplit("/", 1)[-1]  # an upload kept under its stored name
+    return ctx.index.lookup(base, where) if base and base != path.rsplit("/", 1)[-1] else None
+
+
+def _find(ref, ctx, where, boxes):
+    rel = _locate(ref, ctx, where)
+    if rel is None:
+        return ctx.find(image_ref_name(ref).rsplit("/", 1)[-1] or ref, f"{where} (image {ref!r})", boxes=boxes)
+    return rel
 
 
 def _min_records(records, src):
@@ -102,14 +108,14 @@ def _choose(task, ctx, where):
         chosen = usable[0] if choice == "first" else usable[-1]
     else:
         chosen = next((a for a in usable if choice in _annotator(a)), None)
-        if chosen is None:
-            report.skip(f"task without an annotation by annotator {choice}: image left out", where)
-            return None
     for other in usable:
         if other is not chosen:
             regions = sum(1 for r in other.get("result") or [] if isinstance(r, dict) and
                           r.get("type") in {**GEOMETRY, **NO_BOX})
             report.skip(f"box of another annotation of the task (--annotation {choice})", where, regions)
+    if chosen is None:
+        report.skip(f"task without an annotation by annotator {choice}: image left out", where)
+        return None
     return [chosen]
 
 
@@ -167,9 +173,9 @@ def read(src, ctx):
         ref = _image_ref(task.get("data"), where)
         chosen = _choose(task, ctx, where)
         if chosen is None:
-            rel = ctx.index.lookup(image_ref_name(ref).rsplit("/", 1)[-1], where)
+            rel = _locate(ref, ctx, where)
             if rel is not None:
-                ctx.exclude(rel)
+                ctx.exclude(rel)  # not labelled: not a negative either
             continue
         results = [r for a in chosen for r in a.get("result") or [] if isinstance(r, dict)]
         labels = {r.get("id"): r["value"]["labels"] for r in results if r.get("type") == "labels"
