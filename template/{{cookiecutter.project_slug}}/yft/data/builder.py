@@ -111,6 +111,12 @@ def check_box(x, y, w, h, width, height):
     return (x1, y1, round(x2 - x1, 3), round(y2 - y1, 3)), clipped
 
 
+def _where(source, where):
+    """A box's place for messages: its own, or a number in the image's label file (YOLO: the
+    line; VOC: the <object>), which saves a string per box on 100k-box datasets."""
+    return f"{source}:{where}" if where.__class__ is int else where
+
+
 class Builder:
     """Collects images and boxes, checks them, and numbers everything when asked for the COCO."""
 
@@ -125,8 +131,9 @@ class Builder:
         return file_name in self.entries
 
     def add(self, file_name, width, height, boxes, where):
-        """One image with its boxes [(label, x, y, w, h, where, attributes or None)] in pixels;
-        width and height None when the image file gives them."""
+        """One image with its boxes [(label, x, y, w, h, where, attributes)] in pixels; width and
+        height None when the image file gives them. A box's `where` may be a number in the
+        image's label file (see _where); attributes are None, a dict or (name, value) pairs."""
         if file_name in self.entries:
             raise UserError(f"{where}: image {file_name!r} appears twice "
                             f"(also in {self.entries[file_name][3]})")
@@ -166,30 +173,32 @@ class Builder:
                 entry = self.entries[name]
                 self.entries[name] = (*size, entry[2], entry[3])
         images, annotations = [], []
-        report, category = self.report, self._category
+        report, category, resolved = self.report, self._category, self._resolved
         for image_id, name in enumerate(sorted(self.entries), 1):
-            width, height, boxes, _ = self.entries[name]
+            width, height, boxes, source = self.entries[name]
             images.append({"id": image_id, "file_name": name, "width": width, "height": height})
             for label, x, y, w, h, where, attributes in boxes:
-                cid = category(label, where)
+                cid = resolved.get(label, False)
+                if cid is False:
+                    cid = category(label, _where(source, where))
                 if cid is None:
-                    report.skip(f"unknown class {shown(label)} (--drop-unknown)", where)
+                    report.skip(f"unknown class {shown(label)} (--drop-unknown)", _where(source, where))
                     continue
-                if 0 <= x and 0 <= y and 0 < w and 0 < h and x + w <= width and y + h <= height:
-                    x, y, w, h = round(x, 3), round(y, 3), round(w, 3), round(h, 3)  # the usual case
-                else:
+                # The usual case (a box inside its image) skips the checks. Readers that compute
+                # coordinates round them to 1/1000 px; values copied from a file stay as written.
+                if not (0 <= x and 0 <= y and 0 < w and 0 < h and x + w <= width and y + h <= height):
                     box, clipped = check_box(x, y, w, h, width, height)
                     if box is None:
-                        report.skip(f"box {clipped}", where)
+                        report.skip(f"box {clipped}", _where(source, where))
                         continue
                     if clipped:
-                        report.change("box clipped to the image edge", where)
+                        report.change("box clipped to the image edge", _where(source, where))
                     x, y, w, h = box
                 ann = {"id": len(annotations) + 1, "image_id": image_id, "category_id": cid,
                        "bbox": [x, y, w, h], "area": round(w * h, 3), "iscrowd": 0}
                 if attributes:
+                    attributes = dict(attributes)  # a dict or (name, value) pairs; a copy either way
                     if "iscrowd" in attributes:
-                        attributes = dict(attributes)
                         ann["iscrowd"] = int(attributes.pop("iscrowd"))
                     if attributes:
                         ann["attributes"] = attributes

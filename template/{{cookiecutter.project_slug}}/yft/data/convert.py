@@ -10,6 +10,8 @@ source ends up as a box or in the report's "not converted" table, counted by rea
 The first problem found stops the conversion with one line naming the file, and nothing is written.
 """
 
+import gc
+from contextlib import contextmanager
 from pathlib import Path
 
 from yft.data.builder import Builder, ClassMap, Report, shown
@@ -81,7 +83,23 @@ def convert(fmt, sources, images, out, class_names, category_ids, mapping=(), dr
                      for part, target in zip(parts, outs)]
         return {"parts": summaries}
     check_target(out, force, folder=to == "yolo")
-    return _convert(fmt, sources, images, out, classes, subset, strict, context, to)
+    with _no_cycle_collection():
+        return _convert(fmt, sources, images, out, classes, subset, strict, context, to)
+
+
+@contextmanager
+def _no_cycle_collection():
+    """A conversion allocates about ten objects per box (parsed tuples, the COCO dicts) and makes
+    no reference cycles, so CPython's cycle collector only re-walks them, ever more of them:
+    20% of a 20k-image, 80k-box conversion (measured on Python 3.11). Reference counting still
+    frees everything; the collector is back on when the conversion ends, whatever happens."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
 
 
 def _export_file(fmt, folder):

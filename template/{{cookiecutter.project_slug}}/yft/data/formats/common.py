@@ -166,7 +166,7 @@ def size_of(path):
 def read_file(path, binary=False):
     """A label file's bytes (or UTF-8 text); UserError naming it when unreadable."""
     try:
-        with open(path, "rb") as f:
+        with open(path, "rb", buffering=0) as f:  # unbuffered: one read, no buffer object
             data = f.read()
     except OSError as err:
         raise UserError(f"{path}: cannot read ({err.strerror})") from None
@@ -241,6 +241,12 @@ def parse_xml(path, data=None):
     except defusedxml.DefusedXmlException as err:
         raise UserError(f"{path}: refused XML with entity or DTD declarations ({type(err).__name__}); "
                         "label files never need them") from None
+
+
+def xywh(x1, y1, x2, y2):
+    """Corners to (x, y, w, h), rounded to 1/1000 px (x2 - x1 in floats leaves noise such as
+    11.200000000000001 that would otherwise reach the JSON)."""
+    return round(x1, 3), round(y1, 3), round(x2 - x1, 3), round(y2 - y1, 3)
 
 
 def rotated_bounds(cx, cy, corners, degrees):

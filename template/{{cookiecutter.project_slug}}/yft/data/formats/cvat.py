@@ -14,7 +14,7 @@ export with several subsets (the same file names may appear in each) needs --sub
 
 import math
 
-from yft.data.formats.common import flag, num, parse_xml, rotated, rotated_bounds
+from yft.data.formats.common import flag, num, parse_xml, rotated, rotated_bounds, xywh
 from yft.project import UserError
 
 NO_BOX = {"points": "points (no box)", "polyline": "polyline (no box)", "cuboid": "cuboid (no box)",
@@ -113,8 +113,7 @@ def read(src, ctx, root=None, subset=None):
             here = f"{where} <{shape.tag}> {k}"
             box = shape_box(shape, here, ctx)
             if box is not None:
-                x1, y1, x2, y2 = box
-                boxes.append((shape.get("label", ""), x1, y1, x2 - x1, y2 - y1, here, _attributes(shape)))
+                boxes.append((shape.get("label", ""), *xywh(*box), here, _attributes(shape)))
         rel = ctx.find(name, where, boxes=len(boxes), prefer=prefer)
         if rel is not None:
             size = [image.get(k) for k in ("width", "height")]
@@ -143,10 +142,9 @@ def _tracks(src, root, ctx):
             box = shape_box(shape, here, ctx)
             if box is None:
                 continue
-            x1, y1, x2, y2 = box
             number = int(num(frame, here, "frame"))
             attributes = _attributes(shape, track_id=int(num(track.get("id", t), here, "id")))
-            frames.setdefault(number, []).append((label, x1, y1, x2 - x1, y2 - y1, here, attributes))
+            frames.setdefault(number, []).append((label, *xywh(*box), here, attributes))
     by_base = {}
     if frames:
         for rel in ctx.index.files:

@@ -13,7 +13,7 @@ import binascii
 import os
 from pathlib import Path
 
-from yft.data.formats.common import field, read_json, walk
+from yft.data.formats.common import field, read_json, walk, xywh
 from yft.io import ImageProblem, image_size
 from yft.project import UserError
 
@@ -115,6 +115,6 @@ def read(src, ctx):
         width = field(data, "imageWidth", (int, float), path)
         height = field(data, "imageHeight", (int, float), path)
         entries.append((rel, width, height,
-                        [(label, x1, y1, x2 - x1, y2 - y1, where, None) for label, x1, y1, x2, y2, where in boxes],
+                        [(label, *xywh(x1, y1, x2, y2), where, None) for label, x1, y1, x2, y2, where in boxes],
                         path))
     return entries

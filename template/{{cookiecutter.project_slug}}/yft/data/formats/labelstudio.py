@@ -19,7 +19,7 @@ Image references are resolved to a file in --images: /data/local-files/?d=dir/x.
 
 import math
 
-from yft.data.formats.common import image_ref_name, read_json, rotated, rotated_bounds, suffixes
+from yft.data.formats.common import image_ref_name, read_json, rotated, rotated_bounds, suffixes, xywh
 from yft.io import is_image_name
 from yft.project import UserError
 
@@ -156,7 +156,7 @@ def _region_box(result, labels, width, height, ctx, where):
             x1, y1, x2, y2 = cx - hw, cy - hh, cx + hw, cy + hh
     except (KeyError, TypeError, ValueError, IndexError):
         raise UserError(f"{where}: {kind} value without numeric coordinates") from None
-    return str(names[0]), x1, y1, x2 - x1, y2 - y1
+    return (str(names[0]), *xywh(x1, y1, x2, y2))
 
 
 def read(src, ctx):

@@ -14,26 +14,24 @@ from yft.data.formats.common import flag, num, parse_xml, read_file, run_chunks,
 from yft.project import UserError
 
 CONVENTIONS = ("edge", "devkit")
-_FLAGS = {"0": False, "1": True}
-_ATTRIBUTES = {}  # (difficult, truncated, occluded or None) -> one shared dict per combination
+_ATTRIBUTES = {}  # the texts of <difficult>, <truncated>, <occluded> -> attribute pairs
 
 
-def _attributes(key):
+def _attributes(difficult, truncated, occluded):
+    """(("difficult", bool), ("truncated", bool)[, ("occluded", bool)]): a tuple of pairs, which
+    the garbage collector need not track (100k dicts would make it walk them again and again)."""
+    key = (difficult, truncated, occluded)
     attributes = _ATTRIBUTES.get(key)
     if attributes is None:
-        attributes = {"difficult": key[0], "truncated": key[1]}
-        if key[2] is not None:
-            attributes["occluded"] = key[2]
+        attributes = (("difficult", flag(difficult or "0")), ("truncated", flag(truncated or "0")))
+        if occluded is not None:
+            attributes += (("occluded", flag(occluded)),)
         _ATTRIBUTES[key] = attributes
     return attributes
 
 
-def _flag(text):
-    return _FLAGS[text] if text in _FLAGS else flag(text)
-
-
 def parse(devkit, path):
-    """(filename, width or 0, height or 0, [(name, x, y, w, h, where, attributes)])."""
+    """(filename, width or 0, height or 0, [(name, x, y, w, h, object number, attributes)])."""
     root = parse_xml(path, read_file(path, binary=True))
     if root.tag != "annotation":
         raise UserError(f"{path}: not a Pascal VOC file (root element <{root.tag}>, expected <annotation>)")
@@ -52,18 +50,17 @@ def parse(devkit, path):
         box = obj.find("bndbox")
         if box is None:
             raise UserError(f"{path}: <object> {n} has no <bndbox>")
-        where = f"{path}: <object> {n}"
-        texts = [box.findtext(k) for k in ("xmin", "ymin", "xmax", "ymax")]
-        if all(t and len(t) < 8 and t.isdigit() and t.isascii() for t in texts):
-            x1, y1, x2, y2 = (int(t) for t in texts)  # whole pixels, the usual case: exact
-        else:
-            x1, y1, x2, y2 = (num(t, where, f"<bndbox>/<{k}>")
+        texts = [box.findtext("xmin"), box.findtext("ymin"), box.findtext("xmax"), box.findtext("ymax")]
+        try:
+            x1, y1, x2, y2 = int(texts[0]), int(texts[1]), int(texts[2]), int(texts[3])  # whole pixels: exact
+            w, h = x2 - x1 + shift, y2 - y1 + shift
+        except (TypeError, ValueError):
+            where = f"{path}: <object> {n}"
+            x1, y1, x2, y2 = (round(num(t, where, f"<bndbox>/<{k}>"), 3)
                               for t, k in zip(texts, ("xmin", "ymin", "xmax", "ymax")))
-        occluded = obj.findtext("occluded")
-        key = (_flag(obj.findtext("difficult", "0")), _flag(obj.findtext("truncated", "0")),
-               None if occluded is None else flag(occluded))
-        boxes.append((name, x1 - shift, y1 - shift, x2 - x1 + shift, y2 - y1 + shift, where,
-                      _attributes(key)))
+            w, h = round(x2 - x1 + shift, 3), round(y2 - y1 + shift, 3)
+        attributes = _attributes(obj.findtext("difficult"), obj.findtext("truncated"), obj.findtext("occluded"))
+        boxes.append((name, x1 - shift, y1 - shift, w, h, n, attributes))
     return filename, int(width), int(height), boxes
 
 
@@ -84,10 +81,10 @@ def read(src, ctx):
         if rel is None:
             continue
         if difficult == "drop":
-            kept = [b for b in boxes if not b[6]["difficult"]]
+            kept = [b for b in boxes if not b[6][0][1]]
             for box in boxes:
-                if box[6]["difficult"]:
-                    ctx.report.skip("difficult object (--difficult drop)", box[5])
+                if box[6][0][1]:
+                    ctx.report.skip("difficult object (--difficult drop)", f"{path}: <object> {box[5]}")
             boxes = kept
         entries.append((rel, width, height, boxes, path))
     missing = [e[0] for e in entries if not e[1] or not e[2]]

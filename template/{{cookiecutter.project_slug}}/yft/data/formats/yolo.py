@@ -94,15 +94,14 @@ def class_names(src, names_file=None):
 
 
 def _looks_like_labels(path):
-    """True when a .txt file's first line is YOLO numbers (or it is empty): a label file, not
-    an image list or a README."""
+    """True when a .txt file's first line is numbers (or it is empty): a label file, perhaps a
+    malformed one, rather than an image list or a README."""
     try:
         with open(path, encoding="utf-8", errors="replace") as f:
             for line in f:
-                fields = line.split()
-                if fields:
-                    float(fields[0]), [float(v) for v in fields[1:]]
-                    return len(fields) >= 5
+                if line.split():
+                    [float(v) for v in line.split()]  # ValueError: words, paths
+                    return True
     except (OSError, ValueError):
         return False
     return True
@@ -118,34 +117,36 @@ def _swap(stem, old, new):
 
 
 def parse(text, path, names, width, height):
-    """[(class name, x, y, w, h, where, None)] in pixels from a YOLO label file's text."""
+    """[(class name, x, y, w, h, line number, None)] in pixels from a YOLO label file's text."""
     boxes = []
     count = len(names)
     for number, line in enumerate(text.splitlines(), 1):
         fields = line.split()
-        if not fields:
-            continue
-        where = f"{path}:{number}"
-        if len(fields) != 5 and (len(fields) < 7 or len(fields) % 2 == 0):
-            raise UserError(f"{where}: expected 5 fields (class cx cy w h) or a segment "
-                            f"(class x1 y1 x2 y2 x3 y3 ...), found {len(fields)}")
         try:
-            values = [float(v) for v in fields[1:]]
-            index = int(fields[0])
+            if len(fields) == 5:  # the usual line: class cx cy w h
+                index, cx, cy = int(fields[0]), float(fields[1]), float(fields[2])
+                w, h = float(fields[3]), float(fields[4])
+                ok = 0.0 <= cx <= 1.0 and 0.0 <= cy <= 1.0 and 0.0 <= w <= 1.0 and 0.0 <= h <= 1.0
+                x, y = cx - w / 2, cy - h / 2
+            elif not fields:
+                continue
+            elif len(fields) >= 7 and len(fields) % 2:  # an Ultralytics segment: class x1 y1 x2 y2 ...
+                index, values = int(fields[0]), [float(v) for v in fields[1:]]
+                ok = all(0.0 <= v <= 1.0 for v in values)
+                xs, ys = values[0::2], values[1::2]
+                x, y, w, h = min(xs), min(ys), max(xs) - min(xs), max(ys) - min(ys)
+            else:
+                raise UserError(f"{path}:{number}: expected 5 fields (class cx cy w h) or a segment "
+                                f"(class x1 y1 x2 y2 x3 y3 ...), found {len(fields)}")
         except ValueError:
-            raise UserError(f"{where}: not a number in {line.strip()!r}") from None
-        if not all(0.0 <= v <= 1.0 for v in values):  # also false for NaN
-            raise UserError(f"{where}: coordinates must be normalised to [0, 1], found {line.strip()!r}")
+            raise UserError(f"{path}:{number}: not a number in {line.strip()!r}") from None
+        if not ok:  # also for NaN
+            raise UserError(f"{path}:{number}: coordinates must be normalised to [0, 1], found {line.strip()!r}")
         if not 0 <= index < count:
-            raise UserError(f"{where}: unknown class index {index} ({count} classes)")
-        if len(values) == 4:
-            cx, cy, w, h = values
-            boxes.append((names[index], (cx - w / 2) * width, (cy - h / 2) * height, w * width,
-                          h * height, where, None))
-        else:
-            xs, ys = values[0::2], values[1::2]
-            boxes.append((names[index], min(xs) * width, min(ys) * height, (max(xs) - min(xs)) * width,
-                          (max(ys) - min(ys)) * height, where, None))
+            raise UserError(f"{path}:{number}: unknown class index {index} ({count} classes)")
+        # rounded to 1/1000 px here, in the worker processes, rather than in the builder
+        boxes.append((names[index], round(x * width, 3), round(y * height, 3), round(w * width, 3),
+                      round(h * height, 3), number, None))
     return boxes
 
 
@@ -168,11 +169,13 @@ def _pairs(src, index):
         stems.setdefault(os.path.splitext(rel)[0], []).append(rel)
     pairs, used = {}, set()
     for stem, rels in stems.items():
-        candidates = [stem, _swap(stem, "images", "labels")]
-        if inside is not None:
-            full = stem if inside == "." else f"{inside}/{stem}"
-            candidates += [full, _swap(full, "images", "labels")]
-        label = next((labels[c] for c in candidates if c in labels), None)
+        label = labels.get(stem)  # the usual case: the same relative path
+        if label is None:
+            candidates = [_swap(stem, "images", "labels")]
+            if inside is not None:
+                full = stem if inside == "." else f"{inside}/{stem}"
+                candidates += [full, _swap(full, "images", "labels")]
+            label = next((labels[c] for c in candidates if c in labels), None)
         if label is None:
             continue
         if len(rels) > 1:
@@ -221,10 +224,11 @@ def read(src, ctx: Context, class_names_fallback):
         for rel in index.files:
             if rel not in pairs:
                 raise UserError(f"{index.root / rel}: image without a label file (--require-labels)")
-    items = [(str(index.root / rel), str(src / pairs[rel]) if rel in pairs else None) for rel in index.files]
+    root, src_dir = os.fspath(index.root), os.fspath(src)  # strings: 20k Path objects cost ~1 s
+    items = [(f"{root}/{rel}", f"{src_dir}/{pairs[rel]}" if rel in pairs else None) for rel in index.files]
     results = run_chunks(partial(_item, names), items)
-    entries = [(rel, width, height, boxes or [], Path(label) if label else index.root / rel)
-               for rel, (_, label), (width, height, boxes) in zip(index.files, items, results)]
+    entries = [(rel, width, height, boxes or [], label or image)
+               for rel, (image, label), (width, height, boxes) in zip(index.files, items, results)]
     table = {"source": str(names_file) if from_file else "the Exp's class order (no names file found; "
              "--names FILE gives one)", "names": names}
     return entries, table
