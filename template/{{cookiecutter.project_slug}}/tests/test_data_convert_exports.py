@@ -100,6 +100,18 @@ def test_ultralytics_layout_and_names_file_options(tmp_path):
     assert [b[1] for b in boxes(tmp_path / "yaml.json")] == [2, 1]
 
 
+def test_yolo_label_without_image_stops_or_is_counted(tmp_path):
+    root = tmp_path / "ds"
+    jpg(root / "images" / "a.jpg")
+    write(root / "labels" / "a.txt", "0 0.5 0.5 0.2 0.4\n")
+    write(root / "labels" / "gone.txt", "0 0.5 0.5 0.2 0.4\n1 0.5 0.5 0.2 0.4\n")
+    with pytest.raises(UserError, match=r"gone.txt: label without an image .*--skip-missing-images"):
+        run("yolo", root / "labels", root / "images", tmp_path / "x.json")
+    summary = run("yolo", root / "labels", root / "images", tmp_path / "out.json", skip_missing_images=True)
+    assert summary["boxes"] == 1
+    assert summary["not_converted"] == {"image not found (--skip-missing-images)": 2}
+
+
 def test_yolo_renamed_class_with_map_and_segments(tmp_path):
     root = tmp_path / "ds"
     write(root / "classes.txt", "kitty\ndog\n")
@@ -154,6 +166,10 @@ def test_labelme_embedded_image_data_and_group_id(tmp_path):
     assert any("imageData" in n for n in summary["notes"])
     write(folder / "gone.json", labelme("other.png", [], data=None))
     with pytest.raises(UserError, match="gone.json: label without an image"):
+        run("labelme", folder, None, tmp_path / "again.json")
+    jpg(tmp_path / "elsewhere" / "e.jpg")
+    write(folder / "gone.json", labelme("../elsewhere/e.jpg", [], data=data))
+    with pytest.raises(UserError, match=r"gone.json: its image .*e.jpg is outside --images"):
         run("labelme", folder, None, tmp_path / "again.json")
 
 

@@ -71,6 +71,9 @@ def _image(data, path, ctx, boxes):
     rel = ctx.index.lookup(image_path, path)
     if rel is not None:
         return rel
+    if os.path.isfile(resolved):
+        raise UserError(f"{path}: its image {resolved} is outside --images {ctx.index.root}; "
+                        "give the folder that holds the images as --images")
     if isinstance(data.get("imageData"), str) and data["imageData"]:
         root = os.path.abspath(ctx.index.root)
         inside = resolved.startswith(root + os.sep)
