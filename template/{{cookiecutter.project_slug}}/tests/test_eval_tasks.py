@@ -132,6 +132,8 @@ def test_mine_ranks_and_writes_importable_preannotations(eval_setup, tmp_path):
             assert 0 <= r["value"]["x"] <= 100 and 0 <= r["value"]["x"] + r["value"]["width"] <= 100 + 1e-9
     assert (tmp_path / "top_uncertain.png").is_file()
     assert len((tmp_path / "ranking.csv").read_text().splitlines()) == 5
+    summary = json.loads((tmp_path / "mine.json").read_text())  # what the run's HTML report shows
+    assert summary["top"] == 3 and summary["num_images"] == 4 and summary["checkpoint"].endswith("best.pth")
     with pytest.raises(UserError, match="no images"):
         mine(exp, CPU, _empty(tmp_path), ckpt, out=tmp_path, progress=False)
 

@@ -113,6 +113,10 @@ def test_report_task_and_its_errors(reports, tmp_path, capsys):
         run_report(exp, str(run), eval_dir=str(tmp_path))
     bare = tmp_path / "bare"
     bare.mkdir()
+    with pytest.raises(UserError, match="not a run folder"):  # no report.html dropped into any folder
+        run_report(exp, str(bare))
+    assert not (bare / "report.html").exists()
+    (bare / "last.pth").write_bytes(b"")
     page, data = page_data(run_report(exp, str(bare)))  # a run without training log or eval: notes, no crash
     assert data is None and "no evaluation of the val split" in page and "no training log" in page
 

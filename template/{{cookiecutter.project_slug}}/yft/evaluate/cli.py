@@ -2,6 +2,7 @@
 
 from pathlib import Path
 
+from yft.evaluate import run_files
 from yft.evaluate.html_report import write_html_report
 from yft.evaluate.run import evaluate_backend, format_table, latency_batch1, write_report
 from yft.inference import make_backend
@@ -61,6 +62,8 @@ def resolve_run(exp, run=None):
     from yft.runs import resolve_run as named_run
 
     if run and Path(run).is_dir():
+        if not run_files.looks_like_run(Path(run)):
+            raise UserError(f"--run {run}: not a run folder (no checkpoint, training log or eval folder in it)")
         return Path(run)
     if run and ("/" in str(run) or "\\" in str(run)):
         raise UserError(f"--run {run}: no such folder")

@@ -52,6 +52,12 @@ def load_optional(path):
     return read_json(path) if Path(path).is_file() else None
 
 
+def looks_like_run(folder):
+    """A folder that training or evaluation wrote to (the report goes into it)."""
+    marks = ("run.json", "epochs.csv", "last.pth", "best.pth", "best.onnx")
+    return any((folder / m).is_file() for m in marks) or any(folder.glob("eval_*/metrics.json"))
+
+
 def settings(exp, run):
     """(record, note): run.json as train wrote it, else the current Exp's non-default settings."""
     record = load_optional(run / "run.json")
