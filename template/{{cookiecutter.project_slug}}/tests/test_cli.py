@@ -11,8 +11,9 @@ from yft.project import ROOT, UserError
 
 
 def invoke(*args):
-    return subprocess.run([sys.executable, "-m", "invoke", *args], cwd=ROOT, capture_output=True,
-                          text=True, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "invoke", *args], cwd=ROOT, capture_output=True, text=True, timeout=120
+    )
 
 
 def test_help_names_value_types_and_has_no_broken_short_flags():
@@ -32,14 +33,17 @@ def sample(c, batch_size=0, conf=-1.0, train=0.8, nms=-1.0, master_port=29500, s
     """A task signature like tasks.py's."""
 
 
-@pytest.mark.parametrize("options, message", [
-    ({"batch_size": -4}, "--batch-size -4: must be at least 1"),
-    ({"conf": 4.0}, "--conf 4.0: must be between 0 and 1"),
-    ({"nms": -0.5}, "--nms -0.5: must be between 0 and 1"),
-    ({"train": 1.5}, "--train 1.5: must be between 0 and 1"),
-    ({"master_port": 70000}, "must be a port number"),
-    ({"seed": -1}, "--seed -1: must be at least 0"),
-])
+@pytest.mark.parametrize(
+    "options, message",
+    [
+        ({"batch_size": -4}, "--batch-size -4: must be at least 1"),
+        ({"conf": 4.0}, "--conf 4.0: must be between 0 and 1"),
+        ({"nms": -0.5}, "--nms -0.5: must be between 0 and 1"),
+        ({"train": 1.5}, "--train 1.5: must be between 0 and 1"),
+        ({"master_port": 70000}, "must be a port number"),
+        ({"seed": -1}, "--seed -1: must be at least 0"),
+    ],
+)
 def test_out_of_range_values_are_refused(options, message):
     with pytest.raises(UserError, match=message):
         check_options(sample, options)

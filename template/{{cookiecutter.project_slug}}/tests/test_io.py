@@ -75,8 +75,9 @@ def test_unwritable_targets_are_one_line_errors(tmp_path, target):
 
 
 def test_clean_stale_temps_removes_dead_writers_only(tmp_path):
-    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
-                          capture_output=True, text=True, check=True)
+    dead = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True, check=True
+    )
     dead_pid = int(dead.stdout)
     left = temp_name(tmp_path / "last.pth").name.replace(f".{os.getpid()}.", f".{dead_pid}.")
     (tmp_path / left).write_bytes(b"half a checkpoint")

@@ -63,9 +63,19 @@ def test_default_checkpoint_is_the_latest_runs(exp):
 
 
 def tiny(exp, **settings):
-    base = {"input_size": (64, 64), "test_size": (64, 64), "max_epoch": 1, "warmup_epochs": 0,
-            "no_aug_epochs": 0, "multiscale": False, "tracker": "none", "seed": 3,
-            "early_stop_patience": 0, "ckpt_interval": 0, "eval_interval": 100}
+    base = {
+        "input_size": (64, 64),
+        "test_size": (64, 64),
+        "max_epoch": 1,
+        "warmup_epochs": 0,
+        "no_aug_epochs": 0,
+        "multiscale": False,
+        "tracker": "none",
+        "seed": 3,
+        "early_stop_patience": 0,
+        "ckpt_interval": 0,
+        "eval_interval": 100,
+    }
     for key, value in (base | settings).items():
         setattr(exp, key, value)
     return exp
@@ -81,12 +91,27 @@ def test_second_train_leaves_the_first_alone_and_resume_continues_latest(sample_
             raise KeyboardInterrupt  # killed after the first epoch's checkpoint
 
     with pytest.raises(KeyboardInterrupt):
-        train(tiny(exp, max_epoch=2), torch.device("cpu"), batch_size=4, progress=False,
-              max_iters_per_epoch=1, extra_hooks=[Kill()])
+        train(
+            tiny(exp, max_epoch=2),
+            torch.device("cpu"),
+            batch_size=4,
+            progress=False,
+            max_iters_per_epoch=1,
+            extra_hooks=[Kill()],
+        )
     second = runs.resolve_run(exp)
+    stale = second / ".last.pth.999999999.0123abcd.yft-tmp"  # a kill during a checkpoint write left it
+    stale.write_bytes(b"half a checkpoint")
     assert (first.name, second.name) == ("train", "train2")
     assert {p.name: p.read_bytes() for p in first.iterdir() if p.is_file()} == before
-    out = train(tiny(exp, max_epoch=2), torch.device("cpu"), batch_size=4, progress=False,
-                max_iters_per_epoch=1, resume=True)
+    out = train(
+        tiny(exp, max_epoch=2),
+        torch.device("cpu"),
+        batch_size=4,
+        progress=False,
+        max_iters_per_epoch=1,
+        resume=True,
+    )
     assert out == second and load_checkpoint(second / "last.pth")["epoch"] == 2
+    assert not stale.exists()
     assert sorted(p.name for p in runs.runs_root(exp).iterdir()) == ["latest", "train", "train2"]

@@ -11,9 +11,21 @@ from yft.train.checkpoint import load_checkpoint
 from yft.train.run import train
 
 CPU = torch.device("cpu")
-SETTINGS = {"input_size": (64, 64), "test_size": (64, 64), "max_epoch": 2, "warmup_epochs": 1,
-            "no_aug_epochs": 1, "multiscale": False, "tracker": "none", "seed": 3, "deterministic": True,
-            "early_stop_patience": 0, "ckpt_interval": 0, "eval_interval": 1, "log_interval": 1}
+SETTINGS = {
+    "input_size": (64, 64),
+    "test_size": (64, 64),
+    "max_epoch": 2,
+    "warmup_epochs": 1,
+    "no_aug_epochs": 1,
+    "multiscale": False,
+    "tracker": "none",
+    "seed": 3,
+    "deterministic": True,
+    "early_stop_patience": 0,
+    "ckpt_interval": 0,
+    "eval_interval": 1,
+    "log_interval": 1,
+}
 
 
 def run(exp, out, **kwargs):
@@ -26,8 +38,11 @@ def logs(out):
     rows = [json.loads(line) for line in (out / "train_log.jsonl").read_text().splitlines()]
     epochs = list(csv.DictReader((out / "epochs.csv").open()))
     history = json.loads((out / "history.json").read_text())
-    return ([(r["type"], r["epoch"], r["iteration"]) for r in rows], [r["epoch"] for r in epochs],
-            [h["epoch"] for h in history])
+    return (
+        [(r["type"], r["epoch"], r["iteration"]) for r in rows],
+        [r["epoch"] for r in epochs],
+        [h["epoch"] for h in history],
+    )
 
 
 def kill_on(monkeypatch, name, when):
@@ -39,6 +54,7 @@ def kill_on(monkeypatch, name, when):
         if when(len(calls), args):
             raise KeyboardInterrupt
         return real(*args)
+
     monkeypatch.setattr(hooks, name, dying)
 
 
@@ -57,7 +73,8 @@ def straight(tmp_path_factory, request):
 
 def test_kill_while_writing_a_checkpoint(straight, tmp_path, monkeypatch):
     exp, want = straight
-    kill_on(monkeypatch, "save_checkpoint", lambda n, args: n == 2)  # epoch 2's rows written, its checkpoint not
+    # killed while writing epoch 2's checkpoint, after its log rows
+    kill_on(monkeypatch, "save_checkpoint", lambda n, args: n == 2)
     with pytest.raises(KeyboardInterrupt):
         run(exp, tmp_path)
     monkeypatch.undo()

@@ -29,8 +29,10 @@ def install():
             original_set(self, value, cast)
         except ValueError:
             # One line and exit 1 (invoke prints ParseErrors), not a traceback.
-            raise ParseError(f"--{self.name.replace('_', '-')} {value!r}: expected "
-                             f"{KIND_WORDS.get(self.kind, self.kind.__name__)}") from None
+            raise ParseError(
+                f"--{self.name.replace('_', '-')} {value!r}: expected "
+                f"{KIND_WORDS.get(self.kind, self.kind.__name__)}"
+            ) from None
 
     set_value._yft = True
     Argument.set_value = set_value
@@ -76,11 +78,25 @@ def _unit_or_unset(value, default):  # -1 is the tasks' "not given" (the Exp's v
 # Numeric options by name, checked before any task runs (tasks.friendly): a bad value is one
 # line naming the option, never a traceback from deep inside.
 RULES = {
-    **{name: (_count, "must be at least 1") for name in (
-        "batch_size", "calib_images", "min_batch", "opt_batch", "max_batch", "top", "max_images",
-        "permutations", "samples", "number", "devices", "nnodes")},
+    **dict.fromkeys(
+        (
+            "batch_size",
+            "calib_images",
+            "min_batch",
+            "opt_batch",
+            "max_batch",
+            "top",
+            "max_images",
+            "permutations",
+            "samples",
+            "number",
+            "devices",
+            "nnodes",
+        ),
+        (_count, "must be at least 1"),
+    ),
     **{name: _at_least(0) for name in ("seed", "node_rank", "max_bits", "kfold")},
-    **{name: (_unit_or_unset, "must be between 0 and 1") for name in ("conf", "nms", "iou", "fraction")},
+    **dict.fromkeys(("conf", "nms", "iou", "fraction"), (_unit_or_unset, "must be between 0 and 1")),
     **{name: ((lambda v, d: v > 0), "must be above 0") for name in ("every", "workspace", "min_time")},
     "master_port": ((lambda v, d: 1 <= v <= 65535), "must be a port number, 1 to 65535"),
 }
@@ -97,8 +113,11 @@ def check_options(task, options):
             continue
         rule = RULES.get(name)
         if name in ("train", "val", "test"):
-            rule = ((lambda v, d: 0.0 <= v <= 1.0), "must be between 0 and 1") if isinstance(defaults.get(name), float) \
+            rule = (
+                ((lambda v, d: 0.0 <= v <= 1.0), "must be between 0 and 1")
+                if isinstance(defaults.get(name), float)
                 else ((lambda v, d: v >= 0), "must be 0 or more")
+            )
         if rule and not rule[0](value, defaults.get(name)):
             raise UserError(f"--{name.replace('_', '-')} {value}: {rule[1]}")
 

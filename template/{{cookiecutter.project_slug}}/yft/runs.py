@@ -28,8 +28,10 @@ def runs_root(exp):
 def check_name(name):
     """A run name is one plain folder name (letters, digits, . _ -), not another task's folder."""
     if not _NAME.match(name) or name in RESERVED or name.startswith(("robustness_", "compare_")):
-        raise UserError(f"--name {name!r}: use letters, digits, '.', '_' or '-' (at most 100), "
-                        f"not one of {', '.join(sorted(RESERVED))}")
+        raise UserError(
+            f"--name {name!r}: use letters, digits, '.', '_' or '-' (at most 100), "
+            f"not one of {', '.join(sorted(RESERVED))}"
+        )
     return name
 
 
@@ -37,7 +39,7 @@ def numbered(root, base):
     """Existing folders base, base2, base3, ... in run order."""
     found = []
     for path in root.glob(f"{base}*") if root.is_dir() else ():
-        tail = path.name[len(base):]
+        tail = path.name[len(base) :]
         if path.is_dir() and not path.is_symlink() and (tail == "" or (tail.isdigit() and int(tail) >= 2)):
             found.append((int(tail or 1), path))
     return [path for _, path in sorted(found)]
@@ -51,13 +53,15 @@ def new_run(exp, name=None, smoke=False):
     if name:
         folder = root / check_name(name)
         if folder.is_dir() and any(folder.iterdir()):
-            raise UserError(f"{relative(folder)}: a run of that name exists; continue it with "
-                            f"`invoke train --resume --name {name}` or pick another --name")
+            raise UserError(
+                f"{relative(folder)}: a run of that name exists; continue it with "
+                f"`invoke train --resume --name {name}` or pick another --name"
+            )
         folder.mkdir(exist_ok=True)
     else:
         base = "smoke" if smoke else "train"
         existing = numbered(root, base)
-        number = int(existing[-1].name[len(base):] or 1) + 1 if existing else 1
+        number = int(existing[-1].name[len(base) :] or 1) + 1 if existing else 1
         while True:  # mkdir is the lock: two runs started at once get different folders
             folder = root / (base if number == 1 else f"{base}{number}")
             try:
@@ -100,12 +104,16 @@ def resolve_run(exp, name=None, smoke=False):
         # No pointer: a project from before run folders, or smoke runs. The highest number wins.
         runs = numbered(root, "smoke" if smoke else "train")
         if not runs:
-            raise UserError(f"no {'smoke ' if smoke else ''}training run in {relative(root)}: "
-                            "run `invoke train` first or pass --ckpt")
+            raise UserError(
+                f"no {'smoke ' if smoke else ''}training run in {relative(root)}: "
+                "run `invoke train` first or pass --ckpt"
+            )
         return runs[-1]
     target = os.readlink(link) if link.is_symlink() else link.read_text(encoding="utf-8").strip()
     folder = root / target
     if not _NAME.match(target) or not folder.is_dir():
-        raise UserError(f"{relative(link)} points to {target!r}, which is not a run folder here: "
-                        "run `invoke train`, or pass --ckpt")
+        raise UserError(
+            f"{relative(link)} points to {target!r}, which is not a run folder here: "
+            "run `invoke train`, or pass --ckpt"
+        )
     return folder

@@ -72,8 +72,10 @@ def check_categories(exp, ann, coco):
     names = [c.get("name") for c in sorted(cats, key=lambda c: expected.index(c["id"]))]
     if names != list(exp.class_names):
         wrong = [(a, b) for a, b in zip(names, exp.class_names) if a != b][:3]
-        raise UserError(f"{ann}: category names differ from the Exp's class names, e.g. "
-                        + ", ".join(f"{a!r} vs {b!r}" for a, b in wrong))
+        raise UserError(
+            f"{ann}: category names differ from the Exp's class names, e.g. "
+            + ", ".join(f"{a!r} vs {b!r}" for a, b in wrong)
+        )
 
 
 def precheck(exp, split):
@@ -83,8 +85,9 @@ def precheck(exp, split):
 
     ann, images = annotation_path(exp, split), image_dir(exp, split)
     if not ann.is_file():
-        raise UserError(f"{ann}: annotation file not found (make one with `invoke sample-data` "
-                        "or convert your labels)")
+        raise UserError(
+            f"{ann}: annotation file not found (make one with `invoke sample-data` or convert your labels)"
+        )
     if not images.is_dir():
         raise UserError(f"{images}: image folder not found")
     stat = ann.stat()
@@ -92,10 +95,12 @@ def precheck(exp, split):
     if key in _checked:
         return _checked[key]
     coco = read_json(ann)
-    if not isinstance(coco, dict) or not all(isinstance(coco.get(k), list)
-                                             for k in ("images", "annotations", "categories")):
-        raise UserError(f"{ann}: not a COCO detection file (needs 'images', 'annotations' and "
-                        "'categories' lists)")
+    if not isinstance(coco, dict) or not all(
+        isinstance(coco.get(k), list) for k in ("images", "annotations", "categories")
+    ):
+        raise UserError(
+            f"{ann}: not a COCO detection file (needs 'images', 'annotations' and 'categories' lists)"
+        )
     if not coco["images"]:
         raise UserError(f"{ann}: holds no images")
     check_categories(exp, ann, coco)
@@ -114,7 +119,9 @@ def precheck(exp, split):
         kinds = Counter(i["check"] for i in report.errors)
         raise UserError(
             f"{relative(ann)}: {len(report.errors)} problem{'s' if len(report.errors) > 1 else ''} ("
-            + ", ".join(f"{n} {k}" for k, n in kinds.most_common()) + f"), first {relative(first['file'])}: "
-            f"{first['message']}; `invoke validate` lists them, `invoke validate --fix` writes a cleaned copy")
+            + ", ".join(f"{n} {k}" for k, n in kinds.most_common())
+            + f"), first {relative(first['file'])}: "
+            f"{first['message']}; `invoke validate` lists them, `invoke validate --fix` writes a cleaned copy"
+        )
     _checked[key] = coco
     return coco
