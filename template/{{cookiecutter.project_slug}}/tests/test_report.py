@@ -150,6 +150,54 @@ def test_report_links_other_tasks_results(reports, tmp_path):
     assert '<a href="best.onnx">best.onnx</a>' in page
 
 
+@pytest.fixture(scope="module")
+def perfect(reports, tmp_path_factory):
+    """A run whose eval folder holds the val boxes themselves as detections (score 0.9), analysed
+    by eval's own code: every detection correct, nothing missed."""
+    from yft.data.coco_io import annotation_path, read_json
+    from yft.evaluate import report
+    from yft.evaluate.coco_metrics import coco_metrics
+    from yft.evaluate.html_report import write_html_report
+    from yft.evaluate.run import write_report
+
+    exp = reports[0]
+    run = tmp_path_factory.mktemp("perfect") / "train"
+    out = run / "eval_val_torch"
+    out.mkdir(parents=True)
+    (run / "best.pth").write_bytes(b"")
+    dataset = read_json(annotation_path(exp, "val"))
+    dets = [
+        {"image_id": a["image_id"], "category_id": a["category_id"], "bbox": a["bbox"], "score": 0.9}
+        for a in dataset["annotations"]
+    ]
+    metrics = coco_metrics(dataset, dets, exp.class_names, exp.category_ids())
+    metrics.update(
+        split="val",
+        num_images=len(dataset["images"]),
+        num_detections=len(dets),
+        backend="torch",
+        checkpoint=str(run / "best.pth"),
+    )
+    metrics, matches, _ = report.analyse(
+        metrics, dets, dataset, exp.class_names, exp.category_ids(), exp.class_mode
+    )
+    write_report(metrics, dets, out)
+    path, _ = write_html_report(exp, run, out, "val")
+    return path, metrics, dets
+
+
+def test_correct_detections_are_drawn_as_correct(perfect):
+    path, metrics, dets = perfect
+    _, data = page_data(path)
+    assert metrics["mAP50"] == 1.0 and metrics["suggested_conf"] == 0.9
+    assert data["conf"] == 0.9
+    states = [d[6] for im in data["images"] for d in im["det"]]
+    assert len(states) == len(dets) and set(states) == {1}
+    # every box is matched by exactly one detection
+    for im in data["images"]:
+        assert sorted(d[7] for d in im["det"]) == list(range(len(im["gt"])))
+
+
 # ---------------------------------------------------------------- in a real browser
 
 
@@ -280,3 +328,19 @@ def test_report_in_chromium(reports, browser, tmp_path):
 
     _open(browser, silent / "report.html")  # a run without detections: notes, no script errors
     assert _drawn(browser)["dets"] == 0
+
+
+def test_correct_detections_in_chromium(perfect, browser):
+    path, metrics, dets = perfect
+    _open(browser, path)
+    drawn = browser.execute_script("""
+        return {tp: document.querySelectorAll('#grid rect.det.tp').length,
+                fp: document.querySelectorAll('#grid rect.det.fp').length,
+                found: document.querySelectorAll('#grid rect.box.gt').length,
+                missed: document.querySelectorAll('#grid rect.box.fn').length};""")
+    shown = min(48, metrics["num_images"])  # the first page of cards
+    assert shown == metrics["num_images"]
+    assert drawn == {"tp": len(dets), "fp": 0, "found": len(dets), "missed": 0}
+    _set(browser, "conf", "0.95", "input")  # above every score: all boxes missed
+    missed = browser.execute_script("return document.querySelectorAll('#grid rect.box.fn').length")
+    assert missed == len(dets)
