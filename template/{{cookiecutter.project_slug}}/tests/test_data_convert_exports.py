@@ -477,3 +477,22 @@ def test_one_box_set_in_every_format_converts_to_the_same_coco(tmp_path, seed):
     for fmt, (images_list, found) in results.items():
         assert found == {(f, c, float(x), float(y), float(w), float(h)) for f, c, x, y, w, h in truth}, fmt
         assert images_list == results["coco"][0], fmt  # same file names, sizes and ids
+
+
+def test_cvat_video_from_a_later_start_frame_with_a_skeleton(tmp_path):
+    xml = CVAT_VIDEO.replace("<start_frame>0</start_frame><stop_frame>2</stop_frame>",
+                             "<start_frame>10</start_frame><stop_frame>16</stop_frame>"
+                             "<frame_filter>step=3</frame_filter>")
+    for old, new in (('frame="0"', 'frame="10"'), ('frame="1"', 'frame="13"'), ('frame="2"', 'frame="16"')):
+        xml = xml.replace(old, new)
+    xml = xml.replace("</annotations>", """<track id="5" label="cat" source="manual">
+    <skeleton frame="10" outside="0" occluded="0" keyframe="1" points="1,1;2,2" z_order="0"></skeleton>
+    <track id="0" label="1" source="manual"><points frame="10" outside="0" occluded="0" keyframe="1"
+      points="1,1" z_order="0"></points></track></track></annotations>""")
+    src = write(tmp_path / "annotations.xml", xml)
+    for n in range(3):  # frames exported by position in the task
+        jpg(tmp_path / "images" / f"frame_{n:06d}.jpg")
+    summary = run("cvat", src, tmp_path / "images", tmp_path / "out.json")
+    assert [b[:2] for b in boxes(tmp_path / "out.json")] == [
+        ("frame_000000.jpg", 1), ("frame_000001.jpg", 1), ("frame_000001.jpg", 2)]
+    assert summary["not_converted"] == {"track shape outside the frame (outside=1)": 1, "skeleton (no box)": 1}

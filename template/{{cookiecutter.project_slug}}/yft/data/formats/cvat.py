@@ -5,7 +5,9 @@
     cuboids, skeletons, tags), which are counted as not converted.
   * "CVAT for video": <track label> holding one <box frame outside ...> (or polygon) per frame.
     A shape with outside="1" marks frames where the object is gone: counted, no box. Frame N is
-    the exported image frame_NNNNNN.* in --images.
+    the exported image frame_NNNNNN.* in --images (N as in the XML, or counted from the task's
+    start_frame with its frame_filter step when only those names exist). The point tracks inside
+    a skeleton track are parts of the skeleton, counted once with it.
 
 Boxes with `rotation` (degrees, clockwise about the box centre) follow --rotated. A project
 export with several subsets (the same file names may appear in each) needs --subset NAME, or
@@ -127,12 +129,23 @@ def read(src, ctx, root=None, subset=None):
     return entries + _tracks(src, root, ctx), excluded
 
 
+def _frame_numbering(root):
+    """(start_frame, step) of a video task, from <meta><task>."""
+    task = root.find("meta/task")
+    start = task.findtext("start_frame", "0") if task is not None else "0"
+    step = (task.findtext("frame_filter", "") if task is not None else "").partition("step=")[2]
+    try:
+        return int(start or 0), max(1, int(step or 1))
+    except ValueError:
+        return 0, 1
+
+
 def _tracks(src, root, ctx):
     frames = {}
-    for t, track in enumerate(root.iter("track")):
+    for t, track in enumerate(root.findall("track")):
         label = track.get("label", "")
         for k, shape in enumerate(track, 1):
-            if shape.tag == "attribute":
+            if shape.tag in ("attribute", "track"):  # a skeleton's point tracks: part of it
                 continue
             frame = shape.get("frame")
             here = f"{src}: <track id={track.get('id', t)}> frame {frame}"
@@ -149,11 +162,16 @@ def _tracks(src, root, ctx):
     if frames:
         for rel in ctx.index.files:
             by_base.setdefault(rel.rsplit("/", 1)[-1].rsplit(".", 1)[0], []).append(rel)
+    # one numbering for the whole file, never a mix: the XML's frame numbers if any image has
+    # such a name, else the position in the task (start_frame, frame_filter step)
+    start, step = _frame_numbering(root)
+    absolute = (start, step) == (0, 1) or any(f"frame_{n:06d}" in by_base for n in frames)
     entries = []
     for number in sorted(frames):
-        name = f"frame_{number:06d}"
+        index = number if absolute else (number - start) // step
+        name = f"frame_{index:06d}"
         where = f"{src}: frame {number}"
-        found = by_base.get(name, [])
+        found = by_base.get(name, []) if absolute or (number - start) % step == 0 else []
         if len(found) == 1:
             entries.append((found[0], None, None, frames[number], where))
         elif found:
