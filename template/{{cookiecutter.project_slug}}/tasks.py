@@ -130,7 +130,7 @@ def validate(c, fix=False, ann=None, images=None, report=None, exp=None):
         raise UserError(f"{len(result.errors)} errors in the dataset (listed above)")
 
 
-@task(help={"ann": "The COCO file to split (e.g. the output of `invoke convert`)",
+@task(auto_shortflags=False, help={"ann": "The COCO file to split (e.g. the output of `invoke convert`)",
             "images": "The folder its file names are relative to",
             "train": "Fraction for train", "val": "Fraction for val", "test": "Fraction for test",
             "seed": "Random seed (same seed, same split)",
