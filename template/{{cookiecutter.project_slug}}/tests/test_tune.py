@@ -35,6 +35,7 @@ def test_space_checks(exp, tmp_path):
     checked = tune_space.validate_space(exp, tune_space.exp_space(exp))
     assert {"basic_lr_per_img", "strategy", "input_size", "ema", "mosaic_scale"} <= set(checked)
     assert all(s % 32 == 0 for s in checked["input_size"]["choices"])
+    assert ("mixup_prob" in checked) == exp.enable_mixup
 
     assert "'learning_rate' is not an Exp setting" in space_error(exp, {"learning_rate": {"low": 0, "high": 1}})
     assert "empty range" in space_error(exp, {"mosaic_prob": {"low": 0.5, "high": 0.5}})

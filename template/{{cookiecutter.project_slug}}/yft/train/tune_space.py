@@ -29,7 +29,7 @@ def default_space(exp):
     lr = float(exp.basic_lr_per_img)
     size = int(exp.input_size[0])
     sizes = sorted({max(64, size + d) for d in (-64, 0, 64)})
-    return {
+    space = {
         "basic_lr_per_img": {"low": lr / 10, "high": lr * 10, "log": True},
         "warmup_epochs": {"low": 0, "high": max(1, min(5, int(exp.max_epoch) // 4))},
         "weight_decay": {"low": 1e-5, "high": 1e-3, "log": True},
@@ -40,6 +40,9 @@ def default_space(exp):
         "input_size": {"choices": sizes},
         "ema": {"choices": [True, False]},
     }
+    if not getattr(exp, "enable_mixup", True):  # nano/tiny turn mixup off: its probability changes nothing
+        del space["mixup_prob"]
+    return space
 
 
 def exp_space(exp):
