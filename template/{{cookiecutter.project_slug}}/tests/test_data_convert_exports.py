@@ -346,6 +346,10 @@ def test_cvat_project_subsets_rotation_and_blank_label(tmp_path):
     assert boxes(tmp_path / "all_Validation.json") == [("Validation/x.jpg", 2, [0.0, 0.0, 10.0, 10.0])]
     assert val["not_converted"] == {"points (no box)": 1}
     assert train["not_converted"] == {"unknown class (blank label) (--drop-unknown)": 1}
+    with pytest.raises(UserError, match="--strict: 1 annotations not converted"):
+        run("cvat", src, tmp_path / "images", tmp_path / "strict.json", subset="all", rotated="enclose",
+            mapping=["=bird"], strict=True)
+    assert not list(tmp_path.glob("strict*"))  # no subset written when another fails
 
 
 # ------------------------------------------------------------------ COCO

@@ -79,12 +79,17 @@ def convert(fmt, sources, images, out, class_names, category_ids, mapping=(), dr
                 for part in parts]
         for target in outs:
             check_target(target, force)
-        summaries = [_convert(fmt, sources, images, target, classes, part, strict, context, cvat_root=root)
-                     for part, target in zip(parts, outs)]
-        return {"parts": summaries}
+        with _no_cycle_collection():
+            done = [_convert(fmt, sources, images, target, classes, part, strict, context, cvat_root=root)
+                    for part, target in zip(parts, outs)]
+            for _, write in done:  # every subset converted before any file is written
+                write()
+        return {"parts": [summary for summary, _ in done]}
     check_target(out, force, folder=to == "yolo")
     with _no_cycle_collection():
-        return _convert(fmt, sources, images, out, classes, subset, strict, context, to)
+        summary, write = _convert(fmt, sources, images, out, classes, subset, strict, context, to)
+        write()
+        return summary
 
 
 @contextmanager
@@ -114,6 +119,7 @@ def _export_file(fmt, folder):
 
 
 def _convert(fmt, sources, images, out, classes, subset, strict, context, to="coco", cvat_root=None):
+    """(summary, write): the conversion checked in memory, and the function that writes it."""
     report = Report()
     ctx = Context(images[0] if fmt != "coco" else None, report, **context)
     builder = Builder(classes, report)
@@ -147,16 +153,19 @@ def _convert(fmt, sources, images, out, classes, subset, strict, context, to="co
     if strict and report.not_converted:
         raise UserError(f"--strict: {sum(report.not_converted.values())} annotations not converted ("
                         + "; ".join(f"{k}: {v}" for k, v in report.not_converted.most_common()) + ")")
-    if to == "yolo":
-        write_yolo(out, coco, classes)
-    else:
-        write_coco(out, coco)
     annotated = len({a["image_id"] for a in coco["annotations"]})
     summary = {"out": str(out), "format": fmt, "images": len(coco["images"]), "boxes": len(coco["annotations"]),
                "negatives": len(coco["images"]) - annotated, **report.as_dict(), **extra,
                "report": str(report_path(out))}
-    write_report(out, summary)
-    return summary
+
+    def write():
+        if to == "yolo":
+            write_yolo(out, coco, classes)
+        else:
+            write_coco(out, coco)
+        write_report(out, summary)
+
+    return summary, write
 
 
 def format_summary(summary):
