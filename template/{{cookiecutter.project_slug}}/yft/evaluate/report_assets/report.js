@@ -68,7 +68,7 @@
     const svg = document.createElementNS(SVG, "svg");
     svg.setAttribute("viewBox", "0 0 " + image.w + " " + image.h);
     svg.setAttribute("preserveAspectRatio", "none");
-    const font = Math.max(image.w, image.h) / 26;  // about 11 px on a 280 px card, whatever the image size
+    const font = image.w / 26;  // about 11 px on a 280 px wide card, whatever the image size
     v.gts.forEach((g) => {
       const kind = g.crowd ? "ig" : g.missed ? "fn" : "gt";
       rect(svg, g.box, "box " + kind, data.class_names[g.box[4]] + (g.crowd ? " (crowd)" : g.missed ? " (missed)" : ""));
