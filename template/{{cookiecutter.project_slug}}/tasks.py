@@ -23,7 +23,9 @@ def friendly(func):
             check_options(func, kwargs)
             return func(*args, **kwargs)
         except UserError as err:
-            raise Exit(f"error: {err}", code=1) from None
+            # raised in a data-loader worker, torch re-raises it with the worker's traceback
+            message = str(err).strip().splitlines()[-1].split("UserError: ", 1)[-1]
+            raise Exit(f"error: {message}", code=1) from None
         except OSError as err:
             if err.filename is None:
                 raise

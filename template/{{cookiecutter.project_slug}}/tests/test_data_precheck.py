@@ -109,3 +109,14 @@ def test_validate_fails_an_empty_split(sample_exp):
     edit(sample_exp, lambda c, f: c.update(images=[], annotations=[]))
     report, _, _ = validate(sample_exp)
     assert any(i["check"] == "empty split" and i["split"] == "train" for i in report.errors)
+
+
+def test_an_image_that_stops_decoding_during_training_is_named(sample_exp):
+    from yft.data.loaders import build_train_dataset
+
+    dataset = build_train_dataset(sample_exp)
+    source = dataset._dataset
+    name = source.annotations[0][3]
+    (image_dir(sample_exp, "train") / name).write_bytes(b"")  # replaced after the check
+    with pytest.raises(UserError, match=f"{name}: does not decode"):
+        source.resized_image(0)

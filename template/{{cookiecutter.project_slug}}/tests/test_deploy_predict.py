@@ -128,3 +128,11 @@ def test_nothing_readable_or_nothing_there_is_an_error(deploy_setup, edge_folder
         run_predict(exp, CPU, edge_folder, ckpt, "tflite", 0.3, tmp_path)
     with pytest.raises(UserError, match="no TensorRT engine"):
         run_predict(exp, CPU, edge_folder, ckpt.with_suffix(".engine"), "trt", 0.3, tmp_path)
+
+
+def test_an_unwritable_output_folder_is_one_line(deploy_setup, edge_folder, tmp_path):
+    exp, ckpt = deploy_setup
+    (tmp_path / "file").write_text("x")
+    for output in ("/dev/null", tmp_path / "file" / "out"):
+        with pytest.raises(UserError, match="cannot write here"):
+            run_predict(exp, CPU, edge_folder / "normal.jpg", ckpt, "torch", 0.3, output)

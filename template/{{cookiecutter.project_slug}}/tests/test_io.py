@@ -88,3 +88,14 @@ def test_clean_stale_temps_removes_dead_writers_only(tmp_path):
     removed = clean_stale_temps(tmp_path)
     assert [p.name for p in removed] == [left]
     assert sorted(os.listdir(tmp_path)) == sorted([live.name, ".notes.tmp", "last.pth"])
+
+
+@pytest.mark.parametrize("target", ["/proc/yft-out", "FILE/out", "/dev/null"])
+def test_output_folders_are_checked_before_the_work(tmp_path, target):
+    from yft.io import ensure_dir
+
+    (tmp_path / "FILE").write_text("a file")
+    path = target if target.startswith("/") else tmp_path / target
+    with pytest.raises(UserError, match="cannot write here"):
+        ensure_dir(path)
+    assert ensure_dir(tmp_path / "new" / "deep").is_dir() and not os.listdir(tmp_path / "new" / "deep")

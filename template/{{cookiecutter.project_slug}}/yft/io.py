@@ -52,6 +52,17 @@ def _prepare_dir(path):
         raise UserError(f"{path}: cannot write here ({err.strerror or err})") from None
 
 
+def ensure_dir(folder):
+    """Create `folder` (and parents) and prove it is writable, before a long job writes into it;
+    a one-line UserError otherwise (/proc/x, a path under a file, /dev/null, no permission)."""
+    folder = Path(folder)
+    probe = temp_name(folder / "probe")
+    _prepare_dir(probe)
+    os.close(_create(probe))
+    probe.unlink()
+    return folder
+
+
 def _check_target(path):
     if path.is_dir():
         raise UserError(f"{path}: is a folder, not a file")

@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from yft.io import atomic_path
+from yft.project import UserError
 
 
 class TrainSource:
@@ -43,21 +44,33 @@ class TrainSource:
     def load_anno(self, index):
         return self.dataset.load_anno(index)
 
+    def _decode(self, index):
+        """YOLOX's resized image; a file that no longer decodes (changed after the pre-training
+        check) stops training with its name, not YOLOX's "file named ... not found"."""
+        import cv2
+
+        try:
+            return self.dataset.load_resized_img(index)
+        except (AssertionError, cv2.error) as err:
+            path = Path(self.dataset.data_dir) / self.dataset.name / self.dataset.annotations[index][3]
+            reason = "empty, missing or not an image" if isinstance(err, AssertionError) else str(err).strip()
+            raise UserError(f"{path}: does not decode ({reason}); `invoke validate` checks every image") from None
+
     def resized_image(self, index):
         if self.cache == "ram":
             if index not in self._ram:
-                self._ram[index] = self.dataset.load_resized_img(index)
+                self._ram[index] = self._decode(index)
             return self._ram[index]
         if self.cache == "disk":
             path = self.cache_dir / f"{index}.npy"
             if path.is_file():
                 return np.load(path)
-            img = self.dataset.load_resized_img(index)
+            img = self._decode(index)
             path.parent.mkdir(parents=True, exist_ok=True)
             with atomic_path(path) as tmp:  # keeps .npy, so np.save adds no second suffix
                 np.save(tmp, img)
             return img
-        return self.dataset.load_resized_img(index)
+        return self._decode(index)
 
     def pull_item(self, index):
         res, img_info, _, _ = self.dataset.annotations[index]

@@ -13,7 +13,7 @@ import numpy as np
 
 from yft.data.sample import class_style
 from yft.inference import letterbox
-from yft.io import IMAGE_SUFFIXES, atomic_path, write_png
+from yft.io import IMAGE_SUFFIXES, atomic_path, ensure_dir, write_png
 from yft.project import UserError
 
 VIDEO_SUFFIXES = {".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg"}
@@ -157,8 +157,7 @@ def predict(backend, exp, source, out_dir, conf=None, nms=None, on_result=None):
     """
     conf = exp.predict_conf if conf is None else conf
     nms = exp.nmsthre if nms is None else nms
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    out_dir = ensure_dir(out_dir)
     detector = Detector(backend, exp, conf, nms)
     category_ids = exp.category_ids()
     written, skipped, rows, next_id = [], [], [], 0

@@ -6,6 +6,7 @@ from yft.evaluate import run_files
 from yft.evaluate.html_report import write_html_report
 from yft.evaluate.run import evaluate_backend, format_table, latency_batch1, write_report
 from yft.inference import make_backend
+from yft.io import ensure_dir
 from yft.project import UserError, relative
 
 
@@ -25,10 +26,10 @@ def run_eval(exp, device, ckpt, split, backend_name, batch_size, out=None, conf=
     check_split(split)
     backend, path = make_backend(exp, ckpt, backend_name, device)  # "train first" before "no data"
     dataset = check_files(exp, split)
+    out = ensure_dir(Path(out) if out else path.parent / f"eval_{split}_{backend_name}")  # before minutes of work
     metrics, results = evaluate_backend(backend, exp, split, device, batch_size, progress, engine)
     metrics["checkpoint"] = relative(path)
     metrics["speed"]["latency_ms_batch1"] = latency_batch1(backend, exp, split, device)
-    out = Path(out) if out else path.parent / f"eval_{split}_{backend_name}"
     if analysis:
         metrics, matches, precision = report.analyse(
             metrics, results, dataset, exp.class_names, exp.category_ids(), exp.class_mode, conf)
