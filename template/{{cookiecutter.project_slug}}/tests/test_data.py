@@ -4,7 +4,8 @@ import os
 import cv2
 import pytest
 
-from yft.data.coco_io import annotation_path, check_split, image_dir, read_json
+from yft.data.coco_io import annotation_path, image_dir, read_json
+from yft.data.precheck import check_split
 from yft.io import write_atomic
 from yft.project import UserError
 

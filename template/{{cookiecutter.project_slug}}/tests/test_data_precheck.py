@@ -8,7 +8,8 @@ import zlib
 import pytest
 import torch
 
-from yft.data.coco_io import annotation_path, check_split, image_dir
+from yft.data.coco_io import annotation_path, image_dir
+from yft.data.precheck import check_split
 from yft.project import UserError
 from yft.runs import runs_root
 

@@ -79,8 +79,8 @@ def test_compare_same_model_is_no_difference(eval_run, tmp_path):
 
 
 def test_compare_detects_a_clearly_better_model(eval_setup, tmp_path):
-    from yft.data.coco_io import check_split
-    from yft.evaluate.compare import flatten, match_dataset, paired_bootstrap, verdict, _interval
+    from yft.data.precheck import check_split
+    from yft.evaluate.compare import _interval, flatten, match_dataset, paired_bootstrap, verdict
 
     exp, _ = eval_setup
     dataset = check_split(exp, "val")

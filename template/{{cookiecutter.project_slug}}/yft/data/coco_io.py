@@ -27,11 +27,3 @@ def annotation_path(exp, split):
 def image_dir(exp, split):
     """The image folder of a split (train2017, val2017, test2017)."""
     return Path(exp.data_dir) / {"train": exp.train_name, "val": exp.val_name, "test": exp.test_name}[split]
-
-
-def check_split(exp, split):
-    """Fail early, in one line, when a split is missing or its data is bad (yft.data.precheck:
-    structure, categories, ids, boxes, image headers); returns the COCO dict."""
-    from yft.data.precheck import precheck
-
-    return precheck(exp, split)

@@ -12,7 +12,7 @@ import random
 import numpy as np
 import torch
 
-from yft.data.coco_io import check_split
+from yft.data.precheck import check_split
 
 
 def _quiet():

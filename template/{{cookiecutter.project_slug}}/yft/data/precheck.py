@@ -1,4 +1,5 @@
-"""The cheap checks `train`, `eval` and the other tasks run on a split before using it.
+"""The cheap checks `train`, `eval` and the other tasks run on a split before using it
+(`check_split`).
 
 `invoke validate` decodes every image; this reads only the annotation file and each image's
 header and last bytes (microseconds per image), with the same rules for entries and boxes
@@ -78,7 +79,7 @@ def check_categories(exp, ann, coco):
         )
 
 
-def precheck(exp, split):
+def check_split(exp, split):
     """The split's COCO dict when every cheap check passes; else one UserError that counts the
     problems by kind, names the first, and points to `invoke validate --fix`."""
     from yft.data.validate import Report, check_annotations, check_image_entries, new_fix

@@ -20,7 +20,8 @@ def run_eval(exp, device, ckpt, split, backend_name, batch_size, out=None, conf=
     """Evaluate a checkpoint (or ONNX model) on a split; write one eval folder:
     metrics.json, detections.json, report.md and (with analysis) the figures; then (html) the
     run's HTML report (yft/evaluate/html_report.py)."""
-    from yft.data.coco_io import check_split as check_files, image_dir
+    from yft.data.coco_io import image_dir
+    from yft.data.precheck import check_split as check_files
     from yft.evaluate import report
 
     check_split(split)

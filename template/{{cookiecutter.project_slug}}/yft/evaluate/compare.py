@@ -11,7 +11,8 @@ from pathlib import Path
 
 import numpy as np
 
-from yft.data.coco_io import check_split, read_json
+from yft.data.coco_io import read_json
+from yft.data.precheck import check_split
 from yft.evaluate.matching import accumulate, ap_from_precision, flatten, match_dataset
 from yft.io import write_atomic, write_json
 from yft.project import UserError, relative, run_dir

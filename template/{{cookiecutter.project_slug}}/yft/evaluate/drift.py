@@ -20,7 +20,8 @@ import cv2
 import numpy as np
 import torch
 
-from yft.data.coco_io import check_split, image_dir
+from yft.data.coco_io import image_dir
+from yft.data.precheck import check_split
 from yft.evaluate.mine import list_images, read_images
 from yft.inference import letterbox
 from yft.io import write_atomic, write_json, write_png

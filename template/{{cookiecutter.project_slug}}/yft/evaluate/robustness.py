@@ -10,7 +10,8 @@ import cv2
 import numpy as np
 import torch
 
-from yft.data.coco_io import check_split, image_dir
+from yft.data.coco_io import image_dir
+from yft.data.precheck import check_split
 from yft.evaluate.coco_metrics import coco_metrics, to_coco_results
 from yft.inference import decode, letterbox
 from yft.io import write_atomic, write_json

@@ -10,7 +10,7 @@ import cv2
 import numpy as np
 import torch
 
-from yft.data.coco_io import check_split
+from yft.data.precheck import check_split
 from yft.device import describe
 from yft.io import write_png
 from yft.project import UserError, relative, run_dir

@@ -20,13 +20,13 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from yft.data.coco_io import check_split
+from yft import runs
 from yft.data.loaders import build_train_loader
+from yft.data.precheck import check_split
 from yft.device import describe
 from yft.evaluate.run import evaluate_backend
 from yft.inference import TorchBackend
 from yft.io import clean_stale_temps
-from yft import runs
 from yft.project import UserError, relative
 from yft.train import distributed, hooks
 from yft.train.checkpoint import load_checkpoint, load_weights

@@ -217,7 +217,7 @@ def tune(exp_path, device, n_trials=20, epochs=10, iters=0, study_name="default"
     (study, storage URL, tune folder)."""
     import optuna
 
-    from yft.data.coco_io import check_split
+    from yft.data.precheck import check_split
 
     check_study_name(study_name)
     if metric not in METRICS:
