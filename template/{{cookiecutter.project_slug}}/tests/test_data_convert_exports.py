@@ -259,15 +259,21 @@ def test_labelstudio_json_min(tmp_path, ls_images):
                 "annotator": 2, "annotation_id": 2, "created_at": "x", "updated_at": "x", "lead_time": 1},
                {"image": "/data/local-files/?d=sub/b.jpg", "id": 2, "label": [
                    {"points": [[0, 0], [50, 0], [50, 50]], "polygonlabels": ["dog"], "original_width": 200,
-                    "original_height": 100}], "annotator": 1, "annotation_id": 3}]
+                    "original_height": 100}], "annotator": 1, "annotation_id": 3},
+               # <Rectangle name="bbox"> + <Labels name="label">: each region once bare, once labelled
+               {"image": "/data/local-files/?d=sub/c.jpg", "id": 3, "annotator": 1, "annotation_id": 4,
+                "bbox": [{"x": 50, "y": 50, "width": 10, "height": 10, "rotation": 0, "original_width": 200,
+                          "original_height": 100}],
+                "label": [{"x": 50, "y": 50, "width": 10, "height": 10, "rotation": 0, "labels": ["cat"],
+                           "original_width": 200, "original_height": 100}]}]
     src = write(tmp_path / "min.json", records)
     summary = run("labelstudio", src, ls_images, tmp_path / "out.json", annotation="2")
     assert boxes(tmp_path / "out.json") == [("sub/a.jpg", 1, [20.0, 20.0, 60.0, 10.0])]
-    assert summary["not_converted"] == {"box of another annotation of the task (--annotation 2)": 2,
-                                        "task without an annotation by annotator 2: image left out": 1}
+    assert summary["not_converted"] == {"box of another annotation of the task (--annotation 2)": 3,
+                                        "task without an annotation by annotator 2: image left out": 2}
     run("labelstudio", src, ls_images, tmp_path / "all.json", annotation="all")
     assert [(b[0], b[1]) for b in boxes(tmp_path / "all.json")] == [
-        ("sub/a.jpg", 1), ("sub/a.jpg", 3), ("sub/b.jpg", 2)]
+        ("sub/a.jpg", 1), ("sub/a.jpg", 3), ("sub/b.jpg", 2), ("sub/c.jpg", 1)]
 
 
 # ------------------------------------------------------------------ CVAT

@@ -59,6 +59,30 @@ def _find(ref, ctx, where, boxes):
     return rel
 
 
+def _geometry(v):
+    return "polygon" if "points" in v else "ellipse" if "radiusX" in v else "rectangle" if "width" in v else None
+
+
+def _min_results(values):
+    """JSON-MIN region values -> full-format results. A <Rectangle> + <Labels> config exports
+    each region twice, the geometry alone and again with `labels` (JSON-MIN drops the ids that
+    pair them): the labelled copy is kept and the bare one with the same geometry dropped."""
+    results, labelled = [], set()
+    for v in values:
+        kind = next((k for k in (*GEOMETRY, *NO_BOX) if k in v and k.endswith("labels")), None)
+        if kind is None and isinstance(v.get("labels"), list) and _geometry(v):
+            kind = f"{_geometry(v)}labels"
+            v = {**v, kind: v["labels"]}
+        kind = kind or _geometry(v)
+        if kind:
+            results.append({"type": kind, "value": v, "original_width": v.get("original_width"),
+                            "original_height": v.get("original_height")})
+            if kind.endswith("labels"):
+                labelled.add(repr([v.get(k) for k in ("x", "y", "width", "height", "points")]))
+    return [r for r in results if r["type"].endswith("labels") or
+            repr([r["value"].get(k) for k in ("x", "y", "width", "height", "points")]) not in labelled]
+
+
 def _min_records(records, src):
     """JSON-MIN records -> tasks in the full format (one annotation per record)."""
     tasks = {}
@@ -66,18 +90,13 @@ def _min_records(records, src):
         if not isinstance(record, dict):
             raise UserError(f"{src}: item {n} is not an object")
         key = record.get("id", f"#{n}")
-        data, results = {}, []
+        data, values = {}, []
         for name, value in record.items():
             if isinstance(value, list) and value and all(isinstance(v, dict) for v in value):
-                for v in value:
-                    kind = next((k for k in (*GEOMETRY, *NO_BOX) if k in v and k.endswith("labels")), None)
-                    if kind is None:
-                        kind = "polygon" if "points" in v else "rectangle" if "width" in v else None
-                    if kind:
-                        results.append({"type": kind, "value": v, "original_width": v.get("original_width"),
-                                        "original_height": v.get("original_height")})
+                values += value
             elif name not in ("annotator", "annotation_id", "created_at", "updated_at", "lead_time", "id"):
                 data[name] = value
+        results = _min_results(values)
         task = tasks.setdefault(key, {"id": key, "data": data, "annotations": []})
         task["annotations"].append({"result": results, "completed_by": record.get("annotator")})
     return list(tasks.values())
