@@ -16,7 +16,7 @@ from yft.project import ROOT, UserError, relative
 
 POINTER = "latest"
 # Other tasks' output folders under runs/<exp>/ and the pointer itself: not usable as run names.
-RESERVED = {POINTER, "bench", "check", "drift", "mine", "release", "tune"}
+RESERVED = {POINTER, "bench", "check", "drift", "label_issues", "mine", "release", "tune"}
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 
 
