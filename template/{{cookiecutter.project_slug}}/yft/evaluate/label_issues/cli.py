@@ -23,6 +23,16 @@ def parse_splits(text):
     return splits
 
 
+def parse_fraction(text, option):
+    try:
+        value = float(text)
+    except (TypeError, ValueError):
+        value = float("nan")
+    if not 0 <= value <= 1:
+        raise UserError(f"{option} {text!r}: expected a number from 0 to 1")
+    return value
+
+
 def label_issues(exp, device, ckpt=None, splits=None, folds=3, epochs=10, seed=0, group_by=None, out=None,
                  top=24, apply_suggestions=False, min_score=0.5, train_kwargs=None, log=print):
     """Run the whole job; returns (issue rows, output folder). train_kwargs go to each fold's
