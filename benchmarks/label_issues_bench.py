@@ -44,11 +44,27 @@ def main(argv=None):
     from tasks import render_project
 
     dest = args.dest or Path(tempfile.mkdtemp(prefix="yft-li-")) / "proj"
-    project = render_project(dest, {"model": "yolox_nano", "input_size": args.size,
-                                    "class_names": ["circle", "square", "triangle"]})
+    project = render_project(
+        dest,
+        {"model": "yolox_nano", "input_size": args.size, "class_names": ["circle", "square", "triangle"]},
+    )
     py = [sys.executable, "-m", "invoke"]
-    subprocess.run(py + ["sample-data", "--train", str(args.train), "--val", str(args.val), "--test",
-                         str(args.test), "--seed", str(args.seed)], cwd=project, check=True)
+    subprocess.run(
+        py
+        + [
+            "sample-data",
+            "--train",
+            str(args.train),
+            "--val",
+            str(args.val),
+            "--test",
+            str(args.test),
+            "--seed",
+            str(args.seed),
+        ],
+        cwd=project,
+        check=True,
+    )
     sys.path.insert(0, str(project))
     from yft.data.coco_io import annotation_path, read_json
     from yft.evaluate.label_issues.recovery import inject_errors, recovery
@@ -58,14 +74,20 @@ def main(argv=None):
 
     exp = load_exp()
     injected = []
-    for n, split in enumerate(s for s, c in (("train", args.train), ("val", args.val), ("test", args.test)) if c):
+    for n, split in enumerate(
+        s for s, c in (("train", args.train), ("val", args.val), ("test", args.test)) if c
+    ):
         path = annotation_path(exp, split)
         noisy, errors = inject_errors(read_json(path), args.fraction, args.seed + n)
         write_json(path, noisy)
         injected += [{**e, "split": split} for e in errors]
     settings = ["--folds", str(args.folds), "--epochs", str(args.epochs), "--device", "cpu"]
-    extra = ["--from-scratch"] if "--from-scratch" in subprocess.run(py + ["label-issues", "--help"], cwd=project,
-                                                                    capture_output=True, text=True).stdout else []
+    extra = (
+        ["--from-scratch"]
+        if "--from-scratch"
+        in subprocess.run(py + ["label-issues", "--help"], cwd=project, capture_output=True, text=True).stdout
+        else []
+    )
     subprocess.run(py + ["label-issues", *settings, *extra], cwd=project, check=True)
     out = project / "runs" / exp.exp_name / "label_issues"
     scores = json.loads((out / "label_scores.json").read_text())
@@ -75,7 +97,9 @@ def main(argv=None):
     # The baselines rank the same candidates from the same fold predictions.
     from yft.evaluate.label_issues.predictions import attach, labelled_images
 
-    images = labelled_images(exp, [s for s, c in (("train", args.train), ("val", args.val), ("test", args.test)) if c])
+    images = labelled_images(
+        exp, [s for s, c in (("train", args.train), ("val", args.val), ("test", args.test)) if c]
+    )
     preds = {}
     for fold in sorted((out / "folds").glob("fold_*/predictions.json")):
         preds.update({int(k): v for k, v in json.loads(fold.read_text()).items()})
@@ -84,18 +108,22 @@ def main(argv=None):
     shuffled = [baseline[i] for i in np.random.default_rng(args.seed).permutation(len(baseline))]
 
     # Image ids are unique across the sample data's splits, so (image id, annotation id) is a key.
-    results = {name: recovery(ranking, injected)
-               for name, ranking in (("ours", ours), ("confidence", baseline), ("random", shuffled))}
-    print(f"\n{len(injected)} injected errors ({args.fraction:.0%} of boxes per kind), {args.folds} folds x "
-          f"{args.epochs} epochs, yolox-nano {args.size}px")
+    results = {
+        name: recovery(ranking, injected)
+        for name, ranking in (("ours", ours), ("confidence", baseline), ("random", shuffled))
+    }
+    print(
+        f"\n{len(injected)} injected errors ({args.fraction:.0%} of boxes per kind), {args.folds} folds x "
+        f"{args.epochs} epochs, yolox-nano {args.size}px"
+    )
     print("| ranking | precision@N | recall@N | missing | wrong class | misplaced | spurious |")
     print("| --- | --- | --- | --- | --- | --- | --- |")
     for name, r in results.items():
-        kinds = " | ".join(f"{r['per_kind'][k]['recall']:.2f}" for k in ("missing", "wrong_class", "misplaced",
-                                                                          "spurious"))
+        kinds = " | ".join(
+            f"{r['per_kind'][k]['recall']:.2f}" for k in ("missing", "wrong_class", "misplaced", "spurious")
+        )
         print(f"| {name} | {r['precision_at_n']:.2f} | {r['recall_at_n']:.2f} | {kinds} |")
     (out / "benchmark.json").write_text(json.dumps(results, indent=1))
-
 
 
 if __name__ == "__main__":

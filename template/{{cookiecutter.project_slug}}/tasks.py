@@ -472,7 +472,7 @@ def drift(c, images=None, exp=None, ckpt=None, max_images=500, permutations=200,
           f"p={result['p_value']})\nwritten to {relative(out)}")
 
 
-@task(name="label-issues", positional=[], help={
+@task(name="label-issues", positional=[], auto_shortflags=False, help={
     "exp": "Exp file", "device": "auto, cpu, cuda, mps",
     "ckpt": "FILE: predict with this model instead of K-fold training (it must not have seen the "
             "images: by default only val and test are scored)",
@@ -484,18 +484,18 @@ def drift(c, images=None, exp=None, ckpt=None, max_images=500, permutations=200,
     "seed": "fold assignment seed", "top": "issues on the contact sheet",
     "output": "DIR: output folder (default runs/<exp>/label_issues)",
     "apply_suggestions": "Also write suggested/instances_*.json with the suggestions applied",
-    "min_score": "FLOAT: only suggestions scoring at least this are applied (0..1, default 0.5)"})
+    "min_score": "Only suggestions scoring at least this are applied (0..1)"})
 @friendly
 def label_issues(c, exp=None, device="auto", ckpt=None, splits=None, folds=3, epochs=10, base=None,
-                 group_by=None, seed=0, top=24, output=None, apply_suggestions=False, min_score="0.5"):
+                 group_by=None, seed=0, top=24, output=None, apply_suggestions=False, min_score=0.5):
     """Rank the labels that are probably wrong (missing, wrong class, misplaced, spurious boxes)
     from out-of-sample predictions scored with cleanlab; files to re-review them in Label Studio
     or CVAT. The dataset is never modified."""
     from yft.device import pick_device
-    from yft.evaluate.label_issues.cli import label_issues as run, parse_fraction, parse_splits
+    from yft.evaluate.label_issues.cli import label_issues as run, parse_splits
     run(_exp(exp), pick_device(device), ckpt=ckpt, splits=parse_splits(splits) if splits else None,
         folds=folds, epochs=epochs, seed=seed, group_by=group_by, out=output, top=top,
-        apply_suggestions=apply_suggestions, min_score=parse_fraction(min_score, "--min-score"),
+        apply_suggestions=apply_suggestions, min_score=min_score,
         train_kwargs={"ckpt": base} if base else None)
 
 

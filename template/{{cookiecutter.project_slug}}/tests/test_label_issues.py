@@ -24,11 +24,21 @@ def synthetic_coco(rng, n_images=60):
         images.append({"id": i, "file_name": f"{i}.jpg", "width": W, "height": H})
         for _ in range(int(rng.integers(1, 4))):
             w, h = W * rng.uniform(0.15, 0.4), H * rng.uniform(0.15, 0.4)
-            anns.append({"id": len(anns) + 1, "image_id": i, "category_id": int(rng.integers(1, 4)),
-                         "bbox": [rng.uniform(0, W - w), rng.uniform(0, H - h), w, h], "iscrowd": 0,
-                         "area": w * h})
-    return {"images": images, "annotations": anns,
-            "categories": [{"id": k, "name": f"c{k}"} for k in (1, 2, 3)]}
+            anns.append(
+                {
+                    "id": len(anns) + 1,
+                    "image_id": i,
+                    "category_id": int(rng.integers(1, 4)),
+                    "bbox": [rng.uniform(0, W - w), rng.uniform(0, H - h), w, h],
+                    "iscrowd": 0,
+                    "area": w * h,
+                }
+            )
+    return {
+        "images": images,
+        "annotations": anns,
+        "categories": [{"id": k, "name": f"c{k}"} for k in (1, 2, 3)],
+    }
 
 
 def imperfect_model(rng, coco, miss=0.1):
@@ -40,8 +50,9 @@ def imperfect_model(rng, coco, miss=0.1):
             continue
         x, y, w, h = a["bbox"]
         j = rng.normal(0, 0.05, 4) * [w, h, w, h]
-        preds[a["image_id"]].append([x + j[0], y + j[1], x + w + j[2], y + h + j[3], rng.uniform(0.55, 0.95),
-                                     a["category_id"] - 1])
+        preds[a["image_id"]].append(
+            [x + j[0], y + j[1], x + w + j[2], y + h + j[3], rng.uniform(0.55, 0.95), a["category_id"] - 1]
+        )
     for im in coco["images"]:
         if rng.random() < 0.3:
             w, h = im["width"] * 0.2, im["height"] * 0.2
@@ -54,24 +65,45 @@ def as_images(coco, preds, split="val"):
     by_image = {}
     for a in coco["annotations"]:
         by_image.setdefault(a["image_id"], []).append(a)
-    return [{"image_id": im["id"], "file_name": im["file_name"], "split": split, "width": im["width"],
-             "height": im["height"], "label_ids": [a["id"] for a in by_image.get(im["id"], [])],
-             "label_boxes": [[a["bbox"][0], a["bbox"][1], a["bbox"][0] + a["bbox"][2], a["bbox"][1] + a["bbox"][3]]
-                             for a in by_image.get(im["id"], [])],
-             "label_classes": [a["category_id"] - 1 for a in by_image.get(im["id"], [])],
-             "predictions": np.asarray(preds.get(im["id"], []), np.float32).reshape(-1, 6)}
-            for im in coco["images"]]
+    return [
+        {
+            "image_id": im["id"],
+            "file_name": im["file_name"],
+            "split": split,
+            "width": im["width"],
+            "height": im["height"],
+            "label_ids": [a["id"] for a in by_image.get(im["id"], [])],
+            "label_boxes": [
+                [a["bbox"][0], a["bbox"][1], a["bbox"][0] + a["bbox"][2], a["bbox"][1] + a["bbox"][3]]
+                for a in by_image.get(im["id"], [])
+            ],
+            "label_classes": [a["category_id"] - 1 for a in by_image.get(im["id"], [])],
+            "predictions": np.asarray(preds.get(im["id"], []), np.float32).reshape(-1, 6),
+        }
+        for im in coco["images"]
+    ]
 
 
 def test_each_issue_type_is_recognised():
-    image = {"image_id": 1, "file_name": "a.jpg", "split": "val", "width": 400, "height": 400,
-             "label_ids": [1, 2, 3, 4], "label_classes": [0, 1, 0, 2],
-             "label_boxes": [[10, 10, 50, 50], [100, 100, 140, 140], [200, 10, 230, 40], [300, 10, 340, 50]],
-             "predictions": np.array([[11, 11, 50, 50, 0.9, 0],       # confirms label 1
-                                      [100, 100, 140, 140, 0.8, 0],   # label 2 looks like class c1
-                                      [200, 15, 230, 60, 0.7, 0],     # label 3 is half off
-                                      [300, 300, 340, 340, 0.9, 1]],  # an object nobody labelled
-                                     np.float32)}                     # label 4: nothing supports it
+    image = {
+        "image_id": 1,
+        "file_name": "a.jpg",
+        "split": "val",
+        "width": 400,
+        "height": 400,
+        "label_ids": [1, 2, 3, 4],
+        "label_classes": [0, 1, 0, 2],
+        "label_boxes": [[10, 10, 50, 50], [100, 100, 140, 140], [200, 10, 230, 40], [300, 10, 340, 50]],
+        "predictions": np.array(
+            [
+                [11, 11, 50, 50, 0.9, 0],  # confirms label 1
+                [100, 100, 140, 140, 0.8, 0],  # label 2 looks like class c1
+                [200, 15, 230, 60, 0.7, 0],  # label 3 is half off
+                [300, 300, 340, 340, 0.9, 1],
+            ],  # an object nobody labelled
+            np.float32,
+        ),
+    }  # label 4: nothing supports it
     rows, _ = find_issues([image], NAMES)
     kinds = {r["annotation_id"]: r for r in rows}
     assert kinds[1]["type"] == "ok"
@@ -123,9 +155,12 @@ def test_review_files_import_back_with_our_converter(sample_exp, tmp_path):
     assert issues and all(r["type"] == "missing" for r in issues)
     written = review.write_review(tmp_path, images, issues, names)
     folder = image_dir(sample_exp, "val")
-    expected = {im["file_name"]: sorted((names[k], *np.round(b, 1)) for b, k in zip(im["label_boxes"],
-                                                                                    im["label_classes"]))
-                for im in images}
+    expected = {
+        im["file_name"]: sorted(
+            (names[k], *np.round(b, 1)) for b, k in zip(im["label_boxes"], im["label_classes"])
+        )
+        for im in images
+    }
     for fmt, src in (("labelstudio", written[0]), ("cvat", written[1])):
         out = tmp_path / f"{fmt}.json"
         convert(fmt, [src], folder, out, names, sample_exp.category_ids())
@@ -133,10 +168,22 @@ def test_review_files_import_back_with_our_converter(sample_exp, tmp_path):
         name_of = {c["id"]: c["name"] for c in coco["categories"]}
         got = {}
         for im in coco["images"]:
-            got[im["file_name"]] = sorted((name_of[a["category_id"]], *np.round([a["bbox"][0], a["bbox"][1],
-                                                                                a["bbox"][0] + a["bbox"][2],
-                                                                                a["bbox"][1] + a["bbox"][3]], 1))
-                                          for a in coco["annotations"] if a["image_id"] == im["id"])
+            got[im["file_name"]] = sorted(
+                (
+                    name_of[a["category_id"]],
+                    *np.round(
+                        [
+                            a["bbox"][0],
+                            a["bbox"][1],
+                            a["bbox"][0] + a["bbox"][2],
+                            a["bbox"][1] + a["bbox"][3],
+                        ],
+                        1,
+                    ),
+                )
+                for a in coco["annotations"]
+                if a["image_id"] == im["id"]
+            )
         assert got == {k: v for k, v in expected.items() if k in got} and len(got) == len(images), fmt
     tasks = json.loads(written[0].read_text())
     assert all(len(t["predictions"][0]["result"]) == 1 for t in tasks)  # the suggestion, not a label
@@ -147,18 +194,33 @@ def test_suggestions_are_applied_only_to_a_new_file_with_counts(sample_exp, tmp_
     before = ann.read_bytes()
     coco = read_json(ann)
     noisy, injected = inject_errors(coco, 0.2, seed=3)
-    rows = [{"type": e["kind"], "score": 0.9,
-             "split": "val", "image_id": e["image_id"], "annotation_id": e["annotation_id"],
-             "suggested_box": e["box"] if e["kind"] in ("missing", "misplaced") else None,
-             "suggested_class": sample_exp.class_names[0], "rank": n}
-            for n, e in enumerate(injected, 1)]
-    new, counts = review.apply_suggestions(noisy, rows, list(sample_exp.class_names), sample_exp.category_ids(), 0.5)
+    rows = [
+        {
+            "type": e["kind"],
+            "score": 0.9,
+            "split": "val",
+            "image_id": e["image_id"],
+            "annotation_id": e["annotation_id"],
+            "suggested_box": e["box"] if e["kind"] in ("missing", "misplaced") else None,
+            "suggested_class": sample_exp.class_names[0],
+            "rank": n,
+        }
+        for n, e in enumerate(injected, 1)
+    ]
+    new, counts = review.apply_suggestions(
+        noisy, rows, list(sample_exp.class_names), sample_exp.category_ids(), 0.5
+    )
     kinds = [e["kind"] for e in injected]
-    assert counts == {"relabelled": kinds.count("wrong_class"), "moved": kinds.count("misplaced"),
-                      "added": kinds.count("missing"), "removed": kinds.count("spurious")}
+    assert counts == {
+        "relabelled": kinds.count("wrong_class"),
+        "moved": kinds.count("misplaced"),
+        "added": kinds.count("missing"),
+        "removed": kinds.count("spurious"),
+    }
     assert len(new["annotations"]) == len(noisy["annotations"]) + counts["added"] - counts["removed"]
-    assert review.apply_suggestions(noisy, rows, list(sample_exp.class_names), sample_exp.category_ids(),
-                                    0.95)[1] == {"relabelled": 0, "moved": 0, "added": 0, "removed": 0}
+    assert review.apply_suggestions(
+        noisy, rows, list(sample_exp.class_names), sample_exp.category_ids(), 0.95
+    )[1] == {"relabelled": 0, "moved": 0, "added": 0, "removed": 0}
     assert ann.read_bytes() == before
 
 
@@ -172,13 +234,14 @@ def test_too_few_images_for_the_folds_is_one_line(sample_exp, tmp_path):
 
 def test_checkpoint_mode_scores_val_and_test_only(tmp_path):
     import torch
-
     from conftest import detecting_checkpoint
+
     from yft.evaluate.label_issues.cli import label_issues
 
     exp, ckpt = detecting_checkpoint(tmp_path, (6, 4, 3), seed=2)
-    issues, out = label_issues(exp, torch.device("cpu"), ckpt=ckpt, out=tmp_path / "li", apply_suggestions=True,
-                               log=lambda *_: None)
+    issues, out = label_issues(
+        exp, torch.device("cpu"), ckpt=ckpt, out=tmp_path / "li", apply_suggestions=True, log=lambda *_: None
+    )
     scored = json.loads((out / "label_scores.json").read_text())
     assert {im["split"] for im in scored["images"]} == {"val", "test"} and len(scored["images"]) == 7
     assert (out / "issues.csv").read_text().startswith("rank,type,score")
@@ -193,6 +256,7 @@ def test_kfold_predictions_resume_after_a_kill(sample_exp, tmp_path):
 
     from yft.evaluate.label_issues.cli import label_issues
 
+    sample_exp.pretrained = None  # folds train from random weights here (no COCO weights offline)
     lines = []
     out = tmp_path / "li"
     run = dict(folds=2, epochs=1, out=out, train_kwargs={"max_iters_per_epoch": 1}, log=lines.append)

@@ -5,8 +5,7 @@ from collections import Counter
 from pathlib import Path
 
 from yft.data.coco_io import annotation_path, read_json
-from yft.evaluate.label_issues import predictions as oos
-from yft.evaluate.label_issues import review
+from yft.evaluate.label_issues import predictions as oos, review
 from yft.evaluate.label_issues.scoring import ISSUE_TYPES, find_issues
 from yft.io import write_json
 from yft.project import UserError, relative
@@ -23,18 +22,22 @@ def parse_splits(text):
     return splits
 
 
-def parse_fraction(text, option):
-    try:
-        value = float(text)
-    except (TypeError, ValueError):
-        value = float("nan")
-    if not 0 <= value <= 1:
-        raise UserError(f"{option} {text!r}: expected a number from 0 to 1")
-    return value
-
-
-def label_issues(exp, device, ckpt=None, splits=None, folds=3, epochs=10, seed=0, group_by=None, out=None,
-                 top=24, apply_suggestions=False, min_score=0.5, train_kwargs=None, log=print):
+def label_issues(
+    exp,
+    device,
+    ckpt=None,
+    splits=None,
+    folds=3,
+    epochs=10,
+    seed=0,
+    group_by=None,
+    out=None,
+    top=24,
+    apply_suggestions=False,
+    min_score=0.5,
+    train_kwargs=None,
+    log=print,
+):
     """Run the whole job; returns (issue rows, output folder). train_kwargs go to each fold's
     `yft.train.run.train` (e.g. ckpt: the weights the folds start from)."""
     out = Path(out) if out else runs_root(exp) / "label_issues"
@@ -45,37 +48,73 @@ def label_issues(exp, device, ckpt=None, splits=None, folds=3, epochs=10, seed=0
             raise UserError(f"{ckpt}: checkpoint not found")
     splits = splits or list(SPLITS)
     images = oos.labelled_images(exp, splits)
-    log(f"{len(images)} labelled images in {', '.join(sorted({im['split'] for im in images}))}; "
-        + (f"predicting with {relative(ckpt)}" if ckpt else f"{folds}-fold out-of-sample predictions"))
+    log(
+        f"{len(images)} labelled images in {', '.join(sorted({im['split'] for im in images}))}; "
+        + (f"predicting with {relative(ckpt)}" if ckpt else f"{folds}-fold out-of-sample predictions")
+    )
     if ckpt:
         preds = oos.checkpoint_predictions(exp, images, ckpt, device)
     else:
-        preds = oos.kfold_predictions(exp, images, out, device, folds, epochs, seed, group_by, train_kwargs, log)
+        preds = oos.kfold_predictions(
+            exp, images, out, device, folds, epochs, seed, group_by, train_kwargs, log
+        )
     oos.attach(images, preds)
     rows, image_scores = find_issues(images, list(exp.class_names))
     issues = review.issue_rows(rows)
     review.write_table(out, issues)
-    write_json(out / "label_scores.json", {"labels": [r for r in rows if r["annotation_id"] is not None],
-                                          "images": [{"split": im["split"], "image_id": im["image_id"],
-                                                      "file_name": im["file_name"],
-                                                      "cleanlab_label_quality": image_scores[(im["split"], im["image_id"])]}
-                                                     for im in images]}, indent=1)
+    write_json(
+        out / "label_scores.json",
+        {
+            "labels": [r for r in rows if r["annotation_id"] is not None],
+            "images": [
+                {
+                    "split": im["split"],
+                    "image_id": im["image_id"],
+                    "file_name": im["file_name"],
+                    "cleanlab_label_quality": image_scores[(im["split"], im["image_id"])],
+                }
+                for im in images
+            ],
+        },
+        indent=1,
+    )
     by_id = {(im["split"], im["image_id"]): im for im in images}
     sheet = review.contact_sheet(out, issues, by_id, top=top)
     written = review.write_review(out, images, issues, list(exp.class_names))
     counts = Counter(r["type"] for r in issues)
-    log("issues found: " + ", ".join(f"{t} {counts.get(t, 0)}" for t in ISSUE_TYPES)
-        + f" (of {sum(len(im['label_ids']) for im in images)} labels)")
+    labels = sum(len(im["label_ids"]) for im in images)
+    agree = sum(r["type"] == "ok" for r in rows if r["annotation_id"] is not None)
+    if labels and agree < 0.5 * labels:
+        # A model that finds little flags nearly every label: say so rather than let the ranking
+        # look like a verdict on the labels.
+        log(
+            f"warning: the out-of-sample model agrees with only {agree} of {labels} labels; the issues below "
+            "mostly say the model is weak: train the folds longer (--epochs), start them from pretrained "
+            "weights, or pass a better --ckpt"
+        )
+    log(
+        "issues found: "
+        + ", ".join(f"{t} {counts.get(t, 0)}" for t in ISSUE_TYPES)
+        + f" (of {labels} labels)"
+    )
     for path in [out / "issues.csv", out / "issues.json", sheet, *written]:
         if path:
             log(f"wrote {relative(path)}")
     if apply_suggestions:
         for split in sorted({im["split"] for im in images}):
             coco = read_json(annotation_path(exp, split))
-            new, changes = review.apply_suggestions(coco, [r for r in issues if r["split"] == split],
-                                                    list(exp.class_names), exp.category_ids(), min_score)
+            new, changes = review.apply_suggestions(
+                coco,
+                [r for r in issues if r["split"] == split],
+                list(exp.class_names),
+                exp.category_ids(),
+                min_score,
+            )
             target = out / "suggested" / annotation_path(exp, split).name
             write_json(target, new)
-            log(f"wrote {relative(target)} (score >= {min_score}): "
-                + ", ".join(f"{k} {v}" for k, v in changes.items()) + "; the dataset itself is unchanged")
+            log(
+                f"wrote {relative(target)} (score >= {min_score}): "
+                + ", ".join(f"{k} {v}" for k, v in changes.items())
+                + "; the dataset itself is unchanged"
+            )
     return issues, out

@@ -14,12 +14,13 @@ import os
 from pathlib import Path
 
 import numpy as np
+
 from yft.data.coco_io import annotation_path, image_dir, read_json
 from yft.data.split import assign
 from yft.io import write_json
 from yft.project import UserError, relative
 
-PRED_CONF = 0.05    # keep low-confidence predictions too: cleanlab weighs them
+PRED_CONF = 0.05  # keep low-confidence predictions too: cleanlab weighs them
 MAX_PER_IMAGE = 100
 
 
@@ -39,15 +40,26 @@ def labelled_images(exp, splits):
             anns = [a for a in by_image.get(img["id"], []) if a["category_id"] in index_of]
             unknown = len(by_image.get(img["id"], [])) - len(anns)
             if unknown:
-                raise UserError(f"{relative(path)}: image {img['file_name']} has {unknown} box(es) of categories "
-                                "the Exp does not have (run `invoke validate`)")
-            images.append({"image_id": img["id"], "file_name": img["file_name"], "split": split,
-                           "path": str(image_dir(exp, split) / img["file_name"]),
-                           "width": img["width"], "height": img["height"],
-                           "label_ids": [a["id"] for a in anns],
-                           "label_boxes": [[a["bbox"][0], a["bbox"][1], a["bbox"][0] + a["bbox"][2],
-                                            a["bbox"][1] + a["bbox"][3]] for a in anns],
-                           "label_classes": [index_of[a["category_id"]] for a in anns]})
+                raise UserError(
+                    f"{relative(path)}: image {img['file_name']} has {unknown} box(es) of categories "
+                    "the Exp does not have (run `invoke validate`)"
+                )
+            images.append(
+                {
+                    "image_id": img["id"],
+                    "file_name": img["file_name"],
+                    "split": split,
+                    "path": str(image_dir(exp, split) / img["file_name"]),
+                    "width": img["width"],
+                    "height": img["height"],
+                    "label_ids": [a["id"] for a in anns],
+                    "label_boxes": [
+                        [a["bbox"][0], a["bbox"][1], a["bbox"][0] + a["bbox"][2], a["bbox"][1] + a["bbox"][3]]
+                        for a in anns
+                    ],
+                    "label_classes": [index_of[a["category_id"]] for a in anns],
+                }
+            )
     if not images:
         raise UserError(f"no labelled images in the {', '.join(splits)} split(s) of {relative(exp.data_dir)}")
     return images
@@ -56,15 +68,23 @@ def labelled_images(exp, splits):
 def fold_assignment(exp, images, folds, seed, group_by=None):
     """Fold index per image: stratified by class, groups (--group-by) never split across folds."""
     if folds < 2:
-        raise UserError(f"--folds {folds}: needs at least 2 folds (or --ckpt with a model that did not "
-                        "see the images)")
+        raise UserError(
+            f"--folds {folds}: needs at least 2 folds (or --ckpt with a model that did not see the images)"
+        )
     if len(images) < 2 * folds:
-        raise UserError(f"{len(images)} labelled images are too few for {folds} folds (each fold needs at "
-                        "least 2 images to hold out and the rest to train on): use fewer --folds")
+        raise UserError(
+            f"{len(images)} labelled images are too few for {folds} folds (each fold needs at "
+            "least 2 images to hold out and the rest to train on): use fewer --folds"
+        )
     cat_ids = exp.category_ids()
-    coco = {"images": [{"id": n, "file_name": f"{im['split']}/{im['file_name']}"} for n, im in enumerate(images)],
-            "annotations": [{"image_id": n, "category_id": cat_ids[k]}
-                            for n, im in enumerate(images) for k in im["label_classes"]]}
+    coco = {
+        "images": [{"id": n, "file_name": f"{im['split']}/{im['file_name']}"} for n, im in enumerate(images)],
+        "annotations": [
+            {"image_id": n, "category_id": cat_ids[k]}
+            for n, im in enumerate(images)
+            for k in im["label_classes"]
+        ],
+    }
     return assign(coco, [1.0 / folds] * folds, seed, group_by)
 
 
@@ -84,20 +104,32 @@ def write_fold_dataset(exp, images, held_out, root):
     under unique names (two splits may hold the same file name); the COCO files reference them."""
     cat_ids = exp.category_ids()
     categories = [{"id": cid, "name": name} for cid, name in zip(cat_ids, exp.class_names)]
-    for split, members in (("train", [n for n in range(len(images)) if n not in held_out]),
-                           ("val", sorted(held_out))):
+    for split, members in (
+        ("train", [n for n in range(len(images)) if n not in held_out]),
+        ("val", sorted(held_out)),
+    ):
         coco_images, annotations = [], []
         for n in members:
             im = images[n]
             name = f"{n:06d}{Path(im['file_name']).suffix.lower()}"
             _link(im["path"], root / f"{split}2017" / name)
             coco_images.append({"id": n + 1, "file_name": name, "width": im["width"], "height": im["height"]})
-            for aid, box, k in zip(im["label_ids"], im["label_boxes"], im["label_classes"]):
+            for box, k in zip(im["label_boxes"], im["label_classes"]):
                 w, h = box[2] - box[0], box[3] - box[1]
-                annotations.append({"id": len(annotations) + 1, "image_id": n + 1, "category_id": cat_ids[k],
-                                    "bbox": [box[0], box[1], w, h], "area": w * h, "iscrowd": 0})
-        write_json(root / "annotations" / f"instances_{split}2017.json",
-                   {"images": coco_images, "annotations": annotations, "categories": categories})
+                annotations.append(
+                    {
+                        "id": len(annotations) + 1,
+                        "image_id": n + 1,
+                        "category_id": cat_ids[k],
+                        "bbox": [box[0], box[1], w, h],
+                        "area": w * h,
+                        "iscrowd": 0,
+                    }
+                )
+        write_json(
+            root / "annotations" / f"instances_{split}2017.json",
+            {"images": coco_images, "annotations": annotations, "categories": categories},
+        )
 
 
 def predict_split(exp, ckpt, split, device):
@@ -110,14 +142,16 @@ def predict_split(exp, ckpt, split, device):
     for images, _, info, ids in build_eval_loader(exp, split, 8, device):
         heights, widths = info[0].tolist(), info[1].tolist()
         ratios = [min(exp.test_size[0] / h, exp.test_size[1] / w) for h, w in zip(heights, widths)]
-        for image_id, dets in zip(ids.flatten().tolist(), decode(backend(images), ratios, exp.num_classes,
-                                                                 PRED_CONF, exp.nmsthre)):
+        for image_id, dets in zip(
+            ids.flatten().tolist(), decode(backend(images), ratios, exp.num_classes, PRED_CONF, exp.nmsthre)
+        ):
             out[int(image_id)] = dets[:MAX_PER_IMAGE]
     return out
 
 
-def kfold_predictions(exp, images, out, device, folds, epochs, seed=0, group_by=None, train_kwargs=None,
-                      log=print):
+def kfold_predictions(
+    exp, images, out, device, folds, epochs, seed=0, group_by=None, train_kwargs=None, log=print
+):
     """Out-of-sample predictions for every image (list of (N, 6) arrays, in `images` order)."""
     from yft.train.run import train
 
@@ -133,8 +167,10 @@ def kfold_predictions(exp, images, out, device, folds, epochs, seed=0, group_by=
             for n in held_out:
                 predictions[n] = np.asarray(data[str(n)], np.float32).reshape(-1, 6)
             continue
-        log(f"fold {k + 1}/{folds}: training on {len(images) - len(held_out)} images for {epochs} epoch(s), "
-            f"predicting {len(held_out)}")
+        log(
+            f"fold {k + 1}/{folds}: training on {len(images) - len(held_out)} images for {epochs} epoch(s), "
+            f"predicting {len(held_out)}"
+        )
         fold_exp = copy.deepcopy(exp)
         fold_exp.data_dir = str(fold_dir / "data")
         fold_exp.train_ann, fold_exp.val_ann = "instances_train2017.json", "instances_val2017.json"
@@ -169,4 +205,3 @@ def attach(images, predictions):
     for im, preds in zip(images, predictions):
         im["predictions"] = np.asarray(preds, np.float32).reshape(-1, 6)
     return images
-

@@ -31,8 +31,12 @@ def inject_errors(coco, fraction, seed=0):
         for n in picks:
             ann = anns[int(n)]
             x, y, w, h = ann["bbox"]
-            record = {"kind": kind, "image_id": ann["image_id"], "annotation_id": ann["id"],
-                      "box": [x, y, x + w, y + h]}
+            record = {
+                "kind": kind,
+                "image_id": ann["image_id"],
+                "annotation_id": ann["id"],
+                "box": [x, y, x + w, y + h],
+            }
             if kind == "missing":
                 deleted.add(ann["id"])
                 record["annotation_id"] = None
@@ -53,10 +57,19 @@ def inject_errors(coco, fraction, seed=0):
         W, H = im["width"], im["height"]
         w, h = W * rng.uniform(0.1, 0.25), H * rng.uniform(0.1, 0.25)
         x, y = rng.uniform(0, W - w), rng.uniform(0, H - h)
-        coco["annotations"].append({"id": next_id, "image_id": im["id"], "category_id": int(rng.choice(cat_ids)),
-                                    "bbox": [x, y, w, h], "area": w * h, "iscrowd": 0})
-        injected.append({"kind": "spurious", "image_id": im["id"], "annotation_id": next_id,
-                         "box": [x, y, x + w, y + h]})
+        coco["annotations"].append(
+            {
+                "id": next_id,
+                "image_id": im["id"],
+                "category_id": int(rng.choice(cat_ids)),
+                "bbox": [x, y, w, h],
+                "area": w * h,
+                "iscrowd": 0,
+            }
+        )
+        injected.append(
+            {"kind": "spurious", "image_id": im["id"], "annotation_id": next_id, "box": [x, y, x + w, y + h]}
+        )
         next_id += 1
     return coco, injected
 
@@ -82,5 +95,9 @@ def recovery(ranked, injected):
     for kind in KINDS:
         flags = [f for f, e in zip(found, injected) if e["kind"] == kind]
         per_kind[kind] = {"injected": len(flags), "recall": sum(flags) / len(flags) if flags else None}
-    return {"n": n, "precision_at_n": useful / max(len(top), 1), "recall_at_n": sum(found) / max(n, 1),
-            "per_kind": per_kind}
+    return {
+        "n": n,
+        "precision_at_n": useful / max(len(top), 1),
+        "recall_at_n": sum(found) / max(n, 1),
+        "per_kind": per_kind,
+    }

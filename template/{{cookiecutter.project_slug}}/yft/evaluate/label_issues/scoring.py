@@ -20,9 +20,9 @@ A label with none of these is "ok"; it still carries its score, so every label c
 
 import numpy as np
 
-EVIDENCE = 0.3       # a prediction this confident counts as evidence against a label
-SUPPORT = 0.1        # a label with no prediction this confident anywhere near it is unsupported
-MISSING_CONF = 0.5   # a prediction this confident with no label is a missing-box candidate
+EVIDENCE = 0.3  # a prediction this confident counts as evidence against a label
+SUPPORT = 0.1  # a label with no prediction this confident anywhere near it is unsupported
+MISSING_CONF = 0.5  # a prediction this confident with no label is a missing-box candidate
 MISPLACED_IOU = 0.6  # below this IoU with its best same-class prediction a label is misplaced
 ISSUE_TYPES = ("missing", "wrong_class", "misplaced", "spurious")
 
@@ -71,17 +71,25 @@ def cleanlab_scores(images, num_classes):
 
     labels, predictions, orders = cleanlab_inputs(images, num_classes)
     swap = rank.compute_swap_box_scores(labels=labels, predictions=predictions)
-    badloc = rank.compute_badloc_box_scores(labels=labels, predictions=predictions,
-                                            low_probability_threshold=SUPPORT)
-    overlooked = rank.compute_overlooked_box_scores(labels=labels, predictions=predictions,
-                                                    high_probability_threshold=MISSING_CONF)
+    badloc = rank.compute_badloc_box_scores(
+        labels=labels, predictions=predictions, low_probability_threshold=SUPPORT
+    )
+    overlooked = rank.compute_overlooked_box_scores(
+        labels=labels, predictions=predictions, high_probability_threshold=MISSING_CONF
+    )
     image_scores = rank.get_label_quality_scores(labels, predictions, verbose=False)
     out = []
     for n, order in enumerate(orders):
         per_pred = np.full(len(order), np.nan)
         per_pred[np.asarray(order, int)] = overlooked[n] if len(order) else per_pred
-        out.append({"swap": np.asarray(swap[n], float), "badloc": np.asarray(badloc[n], float),
-                    "overlooked": per_pred, "image": float(image_scores[n])})
+        out.append(
+            {
+                "swap": np.asarray(swap[n], float),
+                "badloc": np.asarray(badloc[n], float),
+                "overlooked": per_pred,
+                "image": float(image_scores[n]),
+            }
+        )
     return out
 
 
@@ -97,21 +105,33 @@ def classify_label(j, image, ious, swap, badloc):
     overlaps = ious[:, j] if len(preds) else np.zeros(0)
     same = (preds[:, 5].astype(int) == cls) if len(preds) else np.zeros(0, bool)
     strong = preds[:, 4] >= EVIDENCE if len(preds) else np.zeros(0, bool)
-    covering_same = (same & strong & (overlaps >= 0.5))
+    covering_same = same & strong & (overlaps >= 0.5)
     best_same_score = preds[covering_same, 4].max() if covering_same.any() else 0.0
-    rivals = np.flatnonzero(~same & strong & (overlaps >= 0.5) & (preds[:, 4] > best_same_score)) \
-        if len(preds) else []
+    rivals = (
+        np.flatnonzero(~same & strong & (overlaps >= 0.5) & (preds[:, 4] > best_same_score))
+        if len(preds)
+        else []
+    )
     if len(rivals):
         r = rivals[np.argmax(preds[rivals, 4])]
-        return "wrong_class", _score(swap[j]) or float(preds[r, 4]), {"class_index": int(preds[r, 5]),
-                                                                      "confidence": float(preds[r, 4])}
+        return (
+            "wrong_class",
+            _score(swap[j]) or float(preds[r, 4]),
+            {"class_index": int(preds[r, 5]), "confidence": float(preds[r, 4])},
+        )
     candidates = np.flatnonzero(same & strong) if len(preds) else []
     if len(candidates):
         b = candidates[np.argmax(overlaps[candidates])]
         if 0.1 <= overlaps[b] < MISPLACED_IOU:
-            return "misplaced", _score(badloc[j]), {"box": [float(v) for v in preds[b, :4]],
-                                                    "iou": float(overlaps[b]),
-                                                    "confidence": float(preds[b, 4])}
+            return (
+                "misplaced",
+                _score(badloc[j]),
+                {
+                    "box": [float(v) for v in preds[b, :4]],
+                    "iou": float(overlaps[b]),
+                    "confidence": float(preds[b, 4]),
+                },
+            )
     supported = len(preds) and ((preds[:, 4] >= SUPPORT) & (overlaps >= 0.1)).any()
     if not supported:
         return "spurious", _score(badloc[j]) or 1.0, {}
@@ -138,18 +158,35 @@ def find_issues(images, class_names):
             kind, score, suggestion = classify_label(j, image, ious, sc["swap"], sc["badloc"])
             box = [round(float(v), 2) for v in image["label_boxes"][j]]
             cls = int(image["label_classes"][j])
-            rows.append({**base, "annotation_id": ann_id, "type": kind, "score": round(score, 4),
-                         "box": box, "class": class_names[cls],
-                         **_suggestion(suggestion, class_names)})
+            rows.append(
+                {
+                    **base,
+                    "annotation_id": ann_id,
+                    "type": kind,
+                    "score": round(score, 4),
+                    "box": box,
+                    "class": class_names[cls],
+                    **_suggestion(suggestion, class_names),
+                }
+            )
         for i in range(len(preds)):
             unlabelled = not ious.shape[1] or ious[i].max() <= 0.0
             if preds[i, 4] >= MISSING_CONF and unlabelled:
                 score = _score(sc["overlooked"][i]) or float(preds[i, 4])
                 box = [round(float(v), 2) for v in preds[i, :4]]
-                rows.append({**base, "annotation_id": None, "type": "missing", "score": round(score, 4),
-                             "box": None, "class": None, "suggested_box": box,
-                             "suggested_class": class_names[int(preds[i, 5])],
-                             "confidence": round(float(preds[i, 4]), 4)})
+                rows.append(
+                    {
+                        **base,
+                        "annotation_id": None,
+                        "type": "missing",
+                        "score": round(score, 4),
+                        "box": None,
+                        "class": None,
+                        "suggested_box": box,
+                        "suggested_class": class_names[int(preds[i, 5])],
+                        "confidence": round(float(preds[i, 4]), 4),
+                    }
+                )
     rows.sort(key=lambda r: (r["type"] == "ok", -r["score"]))
     for rank, row in enumerate(rows, 1):
         row["rank"] = rank
@@ -174,14 +211,29 @@ def confidence_baseline(images, class_names):
         preds = np.asarray(image["predictions"], float).reshape(-1, 6)
         ious = iou_xyxy(preds[:, :4], image["label_boxes"])
         for j, ann_id in enumerate(image["label_ids"]):
-            same = (preds[:, 5].astype(int) == int(image["label_classes"][j])) & (ious[:, j] >= 0.5) \
-                if len(preds) else np.zeros(0, bool)
+            same = (
+                (preds[:, 5].astype(int) == int(image["label_classes"][j])) & (ious[:, j] >= 0.5)
+                if len(preds)
+                else np.zeros(0, bool)
+            )
             best = preds[same, 4].max() if same.any() else 0.0
-            rows.append({"image_id": image["image_id"], "annotation_id": ann_id, "score": 1 - best,
-                         "suggested_box": None})
+            rows.append(
+                {
+                    "image_id": image["image_id"],
+                    "annotation_id": ann_id,
+                    "score": 1 - best,
+                    "suggested_box": None,
+                }
+            )
         for i in range(len(preds)):
             if preds[i, 4] >= MISSING_CONF and (not ious.shape[1] or ious[i].max() <= 0.0):
-                rows.append({"image_id": image["image_id"], "annotation_id": None, "score": float(preds[i, 4]),
-                             "suggested_box": [float(v) for v in preds[i, :4]]})
+                rows.append(
+                    {
+                        "image_id": image["image_id"],
+                        "annotation_id": None,
+                        "score": float(preds[i, 4]),
+                        "suggested_box": [float(v) for v in preds[i, :4]],
+                    }
+                )
     rows.sort(key=lambda r: -r["score"])
     return rows
