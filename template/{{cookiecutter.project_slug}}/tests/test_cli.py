@@ -59,3 +59,12 @@ def test_unwritable_output_is_one_line(tmp_path):
     result = invoke("overlap-sample", "--images", str(tmp_path), "--out", str(tmp_path / "file" / "list.txt"))
     assert result.returncode == 1 and "Traceback" not in result.stderr
     assert "cannot write here" in result.stderr and result.stderr.count("\n") == 1
+
+
+def test_train_refuses_a_negative_batch_size_from_python_too(exp):
+    import torch
+
+    from yft.train.run import train
+
+    with pytest.raises(UserError, match="batch size -4: it must be at least 1"):
+        train(exp, torch.device("cpu"), batch_size=-4)

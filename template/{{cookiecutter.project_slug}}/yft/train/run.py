@@ -77,6 +77,8 @@ def train(exp, device, ckpt=None, resume=False, smoke=False, batch_size=None, am
     device = distributed.init(device)
     world, rank = distributed.world_size(), distributed.rank()
     batch_size = int(batch_size or exp.batch_size)
+    if batch_size < 1:
+        raise UserError(f"batch size {batch_size}: it must be at least 1")
     if batch_size % world:
         raise UserError(f"batch size {batch_size} does not split evenly over {world} processes")
     if name:
