@@ -15,7 +15,6 @@ import os
 import subprocess
 import sys
 import tempfile
-import tomllib
 import warnings
 from pathlib import Path
 
@@ -23,6 +22,11 @@ import copier
 import yaml
 from copier.errors import DirtyLocalWarning
 from cookiecutter.main import cookiecutter
+
+try:
+    import tomllib
+except ImportError:  # Python 3.10
+    import tomli as tomllib
 
 TEMPLATE_ROOT = Path(__file__).resolve().parents[1]
 COPIER_YML = TEMPLATE_ROOT / "copier.yml"

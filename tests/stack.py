@@ -39,5 +39,6 @@ def ensure_stack(shared_dir: Path):
         fcntl.flock(lock, fcntl.LOCK_EX)
         if not stack_importable():
             project = render_copier(shared_dir / "setup-project", {"model": "yolox_nano"})
-            invoke(project, "setup")
+            # The known-good versions, so that a new upstream release cannot break CI silently.
+            invoke(project, "setup", "--constraints", "constraints.txt")
             assert stack_importable(), "invoke setup finished but the stack does not import"

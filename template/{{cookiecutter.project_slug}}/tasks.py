@@ -42,12 +42,18 @@ def _exp(exp=None, overrides=()):
 
 
 @task(help={"dry_run": "Print the pip commands without running them",
-            "extras": "Comma-separated pyproject extras to install too (default: dev)"})
+            "extras": "Comma-separated pyproject extras to install too (default: dev)",
+            "torch": "Which torch build when torch is installed: auto (CUDA where nvidia-smi finds "
+                     "a GPU, else CPU-only), cpu or cuda",
+            "torch_index": "Install torch and torchvision from this package index URL instead",
+            "constraints": "A pip constraints file of exact versions, e.g. constraints.txt "
+                           "(the known-good versions CI uses)"})
 @friendly
-def setup(c, extras="dev", dry_run=False):
-    """Install torch, yolox 0.3.0 (the way that works on Python >= 3.10) and this project."""
+def setup(c, extras="dev", torch="auto", torch_index=None, constraints=None, dry_run=False):
+    """Install torch, yolox 0.3.0 (no compiler needed) and this project; check the versions."""
     from yft.setup_env import setup as run_setup
-    run_setup([e for e in extras.split(",") if e], dry_run=dry_run)
+    run_setup([e for e in extras.split(",") if e], torch=torch, torch_index=torch_index,
+              constraints=constraints, dry_run=dry_run)
 
 
 # ---------------------------------------------------------------- data

@@ -7,7 +7,7 @@ __version__ = "0.1.0"
 
 import warnings
 
-# yolox 0.3.0 and thop call APIs that current torch/setuptools deprecate; the warnings say
-# nothing the user can act on, so they are silenced here, for those modules only.
+# yolox 0.3.0 calls APIs that current torch deprecates; the warnings say nothing the user can
+# act on, so they are silenced here, for yolox's modules only.
 warnings.filterwarnings("ignore", category=FutureWarning, module=r"yolox\.")
-warnings.filterwarnings("ignore", category=DeprecationWarning, module=r"(thop|yolox)\.")
+warnings.filterwarnings("ignore", category=DeprecationWarning, module=r"yolox\.")

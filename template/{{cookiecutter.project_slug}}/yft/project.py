@@ -2,7 +2,6 @@
 
 import ast
 import os
-import re
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -13,14 +12,21 @@ class UserError(Exception):
 
 
 def read_pyproject():
-    """pyproject.toml as a dict (tomllib on Python >= 3.11, a minimal reader before that)."""
-    text = (ROOT / "pyproject.toml").read_text(encoding="utf-8")
+    """pyproject.toml as a dict: tomllib (Python >= 3.11) or its backport tomli (3.10; a
+    dependency there, and the first thing `invoke setup` installs)."""
     try:
         import tomllib
-    except ImportError:  # Python 3.10: only the [tool.yft] keys are needed before setup
-        match = re.search(r'^\[tool\.yft\]\s*^exp\s*=\s*"([^"]+)"', text, re.M)
-        return {"tool": {"yft": {"exp": match.group(1)}}}
-    return tomllib.loads(text)
+    except ImportError:
+        try:
+            import tomli as tomllib
+        except ImportError:
+            raise UserError("Python 3.10 reads pyproject.toml with tomli: run `invoke setup` "
+                            "(or pip install tomli)") from None
+    path = ROOT / "pyproject.toml"
+    try:
+        return tomllib.loads(path.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as err:
+        raise UserError(f"{path}: {err}") from None
 
 
 def default_exp_path():

@@ -2,7 +2,8 @@
 
 Engines, fastest first:
   "faster"       faster-coco-eval (C++ evaluate + accumulate; a project dependency)
-  "yolox"        YOLOX's COCOeval_opt (C++, compiled when yolox is installed)
+  "yolox"        YOLOX's COCOeval_opt (C++; only where yolox was installed with its compiled op,
+                 which `invoke setup` leaves out so that no compiler is needed)
   "pycocotools"  the reference implementation
 
 "auto" takes the first that imports. tests/test_eval_metrics.py and benchmarks/eval_bench.py
@@ -32,7 +33,12 @@ def _evaluator_class(engine):
         from faster_coco_eval import COCO, COCOeval_faster
         return COCO, COCOeval_faster
     if engine == "yolox":
+        import importlib.util
+
         from pycocotools.coco import COCO
+        # Without the prebuilt op, COCOeval_opt would compile it with a C++ compiler on first use.
+        if importlib.util.find_spec("yolox.layers.fast_cocoeval") is None:
+            raise ImportError("yolox was installed without its compiled COCOeval op")
         from yolox.layers import COCOeval_opt
         return COCO, COCOeval_opt
     if engine == "pycocotools":
