@@ -112,6 +112,12 @@ def test_yolo_label_without_image_stops_or_is_counted(tmp_path):
     assert summary["not_converted"] == {"image not found (--skip-missing-images)": 2}
 
 
+def test_a_label_folder_without_images_asks_for_them(tmp_path):
+    write(tmp_path / "labels" / "a.txt", "0 0.5 0.5 0.2 0.4\n")
+    with pytest.raises(UserError, match=r"labels: no images in this folder .*--images"):
+        run("yolo", tmp_path / "labels", None, tmp_path / "x.json")
+
+
 def test_yolo_renamed_class_with_map_and_segments(tmp_path):
     root = tmp_path / "ds"
     write(root / "classes.txt", "kitty\ndog\n")

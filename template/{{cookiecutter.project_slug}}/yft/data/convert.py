@@ -18,6 +18,7 @@ from yft.data.builder import Builder, ClassMap, Report, shown
 from yft.data.formats import FORMATS, reader
 from yft.data.formats.common import Context, run_chunks, size_of, utf8
 from yft.data.writer import check_target, report_path, write_coco, write_report, write_yolo
+from yft.io import IMAGE_SUFFIXES
 from yft.project import UserError
 
 CHOICES = {"difficult": ("keep", "drop"), "rotated": ("error", "enclose"), "to": ("coco", "yolo"),
@@ -122,6 +123,9 @@ def _convert(fmt, sources, images, out, classes, subset, strict, context, to="co
     """(summary, write): the conversion checked in memory, and the function that writes it."""
     report = Report()
     ctx = Context(images[0] if fmt != "coco" else None, report, **context)
+    if ctx.index is not None and not ctx.index.files and fmt != "labelme":  # LabelMe may embed them
+        raise UserError(f"{ctx.index.root}: no images in this folder ({', '.join(IMAGE_SUFFIXES)}); "
+                        "give the image folder with --images")
     builder = Builder(classes, report)
     extra = {}
     read = reader(fmt)
