@@ -67,6 +67,18 @@ def test_cvat_yolo11_root_reads_obj_names_and_never_train_txt(tmp_path):
     assert any("train.txt: not a label file" in n for n in summary["notes"])
 
 
+def test_cvat_yolo11_without_images_pairs_labels_with_a_flat_image_folder(tmp_path):
+    root = tmp_path / "export"
+    write(root / "obj.names", "cat\ndog\n")
+    write(root / "train.txt", "data/obj_train_data/sub/a.jpg\n")
+    write(root / "obj_train_data" / "sub" / "a.txt", "1 0.5 0.5 0.2 0.4\n")
+    jpg(tmp_path / "photos" / "a.jpg")
+    jpg(tmp_path / "photos" / "b.jpg")
+    out = tmp_path / "out.json"
+    summary = run("yolo", root, tmp_path / "photos", out)
+    assert boxes(out) == [("a.jpg", 2, [40.0, 15.0, 20.0, 20.0])] and summary["negatives"] == 1
+
+
 def test_roboflow_yolo_root_with_data_yaml_dict_and_readmes(tmp_path):
     root = tmp_path / "rf"
     write(root / "data.yaml", "train: ../train/images\nval: ../valid/images\nnc: 2\nnames:\n  0: dog\n  1: cat\n")

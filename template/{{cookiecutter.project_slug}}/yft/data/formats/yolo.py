@@ -190,11 +190,14 @@ def _pairs(src, index):
         for rel in index.files:
             if rel not in pairs:
                 by_base.setdefault(os.path.splitext(rel.rsplit("/", 1)[-1])[0], []).append(rel)
-        for label in list(rest):
+        unpaired = []
+        for label in rest:
             found = by_base.get(os.path.splitext(label.rsplit("/", 1)[-1])[0], [])
             if len(found) == 1 and found[0] not in pairs:
                 pairs[found[0]] = label
-                rest.remove(label)
+            else:
+                unpaired.append(label)
+        rest = unpaired
     return pairs, rest
 
 
