@@ -28,7 +28,7 @@ DEMO_ANSWERS = {
 }
 # The demo trains from scratch (pretrained weights need a download), so it uses a from-scratch
 # learning rate instead of the project's finetuning default.
-DEMO_TRAIN_SETTINGS = ["basic_lr_per_img=0.00125", "warmup_epochs=2", "no_aug_epochs=4"]
+DEMO_TRAIN_SETTINGS = ["scratch_basic_lr_per_img=0.00125", "scratch_warmup_epochs=2", "no_aug_epochs=4"]
 
 
 def parse_data(items):
@@ -91,7 +91,7 @@ def demo(c, dest="demo-project", epochs=DEMO_ANSWERS["epochs"]):
     with c.cd(str(dest)):
         c.run(f"{py} setup", echo=True)
         c.run(f"{py} sample-data --train 128", echo=True)
-        c.run(f"{py} train --device cpu {settings}", echo=True)
+        c.run(f"{py} train --device cpu --from-scratch {settings}", echo=True)
         result = c.run(f"{py} eval --device cpu", echo=True)
         c.run(f"{py} export-onnx", echo=True)
         c.run(f"{py} predict --source datasets/shapes_demo/test2017/test_00000.jpg --device cpu", echo=True)

@@ -261,8 +261,9 @@ def overlap_sample(c, images=None, fraction=0.1, seed=0, out=None):
 @task(iterable=["set_"], auto_shortflags=False, help={  # 15 options: invoke runs out of letters
     "exp": "Exp file (default: [tool.yft] exp in pyproject.toml)",
     "device": "auto (cuda, then mps, then cpu), cpu, cuda, cuda:1, mps",
-    "ckpt": "Start from these weights (shape mismatches such as an 80-class head are skipped; "
-            "keep_coco mode keeps COCO's 80 class rows)",
+    "ckpt": "FILE: start from these weights instead of the Exp's pretrained (default: the official "
+            "COCO weights, downloaded once); classes are matched by name, the others start fresh",
+    "from_scratch": "Random weights and the from-scratch learning rate and warmup (scratch_* in the Exp)",
     "resume": "Continue exactly from the latest run's last.pth (or --name's run)",
     "name": "Run folder under runs/<exp>/ (default: the next of train, train2, ...; `latest` points to it)",
     "smoke": "A few iterations at a tiny size: checks that everything runs",
@@ -285,9 +286,10 @@ def overlap_sample(c, images=None, fraction=0.1, seed=0, out=None):
 def train(c, exp=None, device="auto", ckpt=None, resume=False, smoke=False, name=None, batch_size=0,
           amp=None, strategy=None, devices=1, nnodes=1, node_rank=0, master_addr="127.0.0.1",
           master_port=29500, set_=None, from_trial=-1, study="default", storage=None, quiet=False,
-          report=True):
-    """Train (finetune) the model of the Exp; each run gets its own folder runs/<exp>/train, train2, ...
-    with checkpoints, logs and (after a final evaluation) report.html."""
+          report=True, from_scratch=False):
+    """Finetune the Exp's model from COCO weights (or --ckpt, or --from-scratch); each run gets its
+    own folder runs/<exp>/train, train2, ... with checkpoints, logs and (after a final evaluation)
+    report.html."""
     from yft.device import pick_device
     from yft.evaluate.cli import finish_training
 
@@ -301,7 +303,8 @@ def train(c, exp=None, device="auto", ckpt=None, resume=False, smoke=False, name
         argv = [f"--device={device}"] + [f"--set={s}" for s in set_ or ()]
         argv += [f"--{k}={v}" for k, v in (("exp", exp), ("ckpt", ckpt), ("batch-size", batch_size),
                                             ("amp", amp), ("strategy", strategy), ("name", name)) if v]
-        argv += [flag for flag, on in (("--resume", resume), ("--smoke", smoke), ("--quiet", quiet)) if on]
+        argv += [flag for flag, on in (("--resume", resume), ("--smoke", smoke), ("--quiet", quiet),
+                                       ("--from-scratch", from_scratch)) if on]
         code = launch(argv, devices, nnodes, node_rank, master_addr, master_port)
         if code:
             raise Exit(f"error: distributed training failed (exit code {code})", code=code)
@@ -313,7 +316,7 @@ def train(c, exp=None, device="auto", ckpt=None, resume=False, smoke=False, name
     from yft.train.run import train as run_train
     e = _exp(exp, set_ or ())
     out = run_train(e, pick_device(device), ckpt=ckpt, resume=resume, smoke=smoke, name=name,
-                    batch_size=batch_size or None, amp=amp, strategy=strategy,
+                    from_scratch=from_scratch, batch_size=batch_size or None, amp=amp, strategy=strategy,
                     progress=False if quiet else None)
     if report:
         finish_training(e, pick_device(device), out, batch_size or 8)

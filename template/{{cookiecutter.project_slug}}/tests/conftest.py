@@ -6,6 +6,16 @@ from yft.data.sample import make_sample_dataset
 from yft.project import load_exp
 
 
+@pytest.fixture(scope="session", autouse=True)
+def no_downloads(tmp_path_factory):
+    """Tests never read the user's weights cache nor the network: an empty cache and a mirror
+    address that refuses connections (a test that needs a server starts its own)."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("YFT_WEIGHTS", str(tmp_path_factory.mktemp("weights-cache")))
+        patch.setenv("YFT_WEIGHTS_URL", "http://127.0.0.1:9")
+        yield
+
+
 @pytest.fixture
 def exp(tmp_path):
     """The project's Exp with data and runs under tmp_path (the project folder stays clean)."""
@@ -13,6 +23,7 @@ def exp(tmp_path):
     exp.data_dir = str(tmp_path / "data")
     exp.output_dir = str(tmp_path / "runs")
     exp.data_num_workers = 0
+    exp.pretrained = None  # tests start from random weights unless they pass a checkpoint: no downloads
     return exp
 
 

@@ -141,7 +141,9 @@ def test_nan_loss_stops_with_a_clear_message(sample_exp):
 
 def test_a_diverging_run_stops_with_the_trainers_message(sample_exp):
     """--set basic_lr_per_img=1e9 used to crash inside YOLOX's loss (BCE input outside 0..1)."""
-    exp = tiny(sample_exp, basic_lr_per_img=1e9, warmup_epochs=0, no_aug_epochs=0, max_epoch=1, eval_interval=100)
+    # Random weights (the fixture's pretrained=None): the from-scratch profile's values apply.
+    exp = tiny(sample_exp, scratch_basic_lr_per_img=1e9, scratch_warmup_epochs=0, no_aug_epochs=0, max_epoch=1,
+               eval_interval=100)
     with pytest.raises(UserError, match="became (nan|inf|-inf|non-finite)"):
         train(exp, CPU, batch_size=4, progress=False, max_iters_per_epoch=6)
 

@@ -66,6 +66,7 @@ def straight(tmp_path_factory, request):
     root = tmp_path_factory.mktemp("straight")
     exp = load_exp()
     exp.data_dir, exp.output_dir, exp.data_num_workers = str(root / "data"), str(root / "runs"), 0
+    exp.pretrained = None  # random weights: no download in tests
     make_sample_dataset(exp, counts=(8, 4, 0), seed=1)
     out = run(exp, root / "run")
     return exp, logs(out)

@@ -21,8 +21,8 @@ from yft.train.tune import TrialReport, tune, tune_root
 
 optuna = pytest.importorskip("optuna")
 
-TINY = ["input_size=64,64", "test_size=64,64", "no_aug_epochs=1", "data_num_workers=0", "tracker=none",
-        "multiscale=false", "batch_size=4"]
+TINY = ["pretrained=none", "input_size=64,64", "test_size=64,64", "no_aug_epochs=1", "data_num_workers=0",
+        "tracker=none", "multiscale=false", "batch_size=4"]
 
 
 def space_error(exp, space):

@@ -20,8 +20,8 @@ from yft.train.tune import tune_root
 optuna = pytest.importorskip("optuna")
 pytest.importorskip("psycopg", reason="psycopg is not installed (pip install -e '.[postgres]')")
 
-TINY = ["input_size=64,64", "test_size=64,64", "no_aug_epochs=1", "data_num_workers=0", "tracker=none",
-        "multiscale=false", "batch_size=4"]
+TINY = ["pretrained=none", "input_size=64,64", "test_size=64,64", "no_aug_epochs=1", "data_num_workers=0",
+        "tracker=none", "multiscale=false", "batch_size=4"]
 
 
 def server_binaries():

@@ -63,7 +63,8 @@ class FinetuneExp(YoloxExp):
         # ---------------- training ---------------- #
         # Total batch size across devices; LR = basic_lr_per_img * batch_size (linear scaling).
         self.batch_size = 16
-        # Finetuning starts lower than YOLOX's from-scratch 0.01/64: 1e-3 at batch 16.
+        # Finetuning starts lower than YOLOX's from-scratch 0.01/64: 1e-3 at batch 16 (training
+        # without starting weights uses scratch_basic_lr_per_img instead).
         self.basic_lr_per_img = 1e-3 / 16
         # Warmup from warmup_lr to the base LR: warmup_iters iterations when > 0, else
         # warmup_epochs epochs (the guide suggests 500-1000 iterations).
@@ -91,6 +92,22 @@ class FinetuneExp(YoloxExp):
         # Exponential moving average of the weights (evaluated and exported).
         self.ema = True
         self.ema_decay = 0.9998
+
+        # ---------------- starting weights ---------------- #
+        # Where training starts: "auto" (the official COCO-pretrained weights of model_name, from
+        # the download cache, downloaded when missing), a checkpoint path, or None (random
+        # weights, the from-scratch profile below; `--set pretrained=none`). `invoke train --ckpt
+        # FILE` wins over this, `--from-scratch` means None.
+        self.pretrained = "auto"
+        # The class names of the starting checkpoint's outputs, in order (COCO's 80 for the
+        # official weights). Our classes with one of these names start from that output's
+        # weights (head surgery); the others start fresh. A checkpoint that stores its own
+        # class names (ours do) uses those instead.
+        self.pretrained_classes = COCO_CLASS_NAMES
+        # From-scratch profile, used in place of basic_lr_per_img and warmup_epochs when there
+        # are no starting weights: YOLOX's own from-scratch values (0.01 at batch 64).
+        self.scratch_basic_lr_per_img = 0.01 / 64
+        self.scratch_warmup_epochs = 5
 
         # ---------------- transfer learning ---------------- #
         # full | head (backbone and neck frozen) | progressive (unfreeze on a schedule)
@@ -152,8 +169,10 @@ class FinetuneExp(YoloxExp):
         self.tracker = "tensorboard"
         # Log every N iterations.
         self.log_interval = 10
-        # Random seed for the data order and augmentation (None: a fresh one each run).
-        self.seed = None
+        # Random seed for the weights of new layers, the data order and augmentation: the same
+        # seed gives the same run on the same machine. Vary it (--set seed=N) to see how much
+        # results move between runs; None draws a fresh one each run.
+        self.seed = 0
         # Deterministic algorithms and single-process loading: bit-exact reruns and resumes
         # (slower).
         self.deterministic = False

@@ -267,11 +267,14 @@ def default_checkpoint(exp):
 
 
 def load_model(exp, ckpt):
-    """The Exp's model with a checkpoint's weights; every model tensor must be found."""
-    from yft.train.checkpoint import load_checkpoint, load_weights
+    """The Exp's model with a checkpoint's weights; every model tensor must be found, and a
+    checkpoint that names its classes must name the Exp's (else the labels would be wrong)."""
+    from yft.train.checkpoint import check_class_names, load_checkpoint, load_weights
 
+    state = load_checkpoint(ckpt)
+    check_class_names(state, exp, ckpt, "evaluating, predicting or exporting")
     model = exp.get_model()
-    report = load_weights(model, load_checkpoint(ckpt))
+    report = load_weights(model, state)
     if report.skipped or report.missing:
         raise UserError(f"{ckpt}: does not fit the Exp's model ({report.summary()})")
     return model

@@ -76,15 +76,19 @@ def check_weights(model, exp, ckpt):
     from yft.train.transfer import load_pretrained
     from yft.train.weights import default_cache
 
-    if not ckpt:
-        cached = default_cache() / f"{exp.model_name}.pth"
-        if cached.is_file():
-            return _report(None, "weights", f"none given; {cached} is there: pass --ckpt {cached}")
-        return _report(None, "weights", "none given: training from scratch. COCO-pretrained weights "
-                       "are the best start: invoke download-weights")
-    report = load_pretrained(model, exp, load_checkpoint(ckpt), log=lambda _: None)
+    if not ckpt and exp.pretrained is None:
+        return _report(None, "weights", "none (pretrained is None): training from scratch with the "
+                       "scratch profile; COCO-pretrained weights are the better start on small datasets")
+    if not ckpt and exp.pretrained == "auto":
+        ckpt = default_cache() / f"{exp.model_name}.pth"
+        if not ckpt.is_file():
+            return _report(None, "weights", f"{ckpt} not downloaded yet: `invoke train` fetches it "
+                           "(or run `invoke download-weights` now)")
+    notes = []
+    report = load_pretrained(model, exp, load_checkpoint(ckpt or exp.pretrained), log=notes.append)
     ok = bool(report.loaded) and not report.missing
-    return _report(ok, "weights", f"{ckpt}: {report.summary().splitlines()[0]}")
+    return _report(ok, "weights", f"{ckpt or exp.pretrained}: {report.summary().splitlines()[0]}"
+                   + "".join(f"; {note}" for note in notes))
 
 
 def save_batch_png(exp, target, count=8):

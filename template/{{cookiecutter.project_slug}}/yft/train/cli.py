@@ -14,6 +14,7 @@ def parser():
     p.add_argument("--exp", help="Exp file (default: [tool.yft] exp in pyproject.toml)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, mps")
     p.add_argument("--ckpt", help="start from these weights")
+    p.add_argument("--from-scratch", action="store_true", help="random weights, from-scratch hyperparameters")
     p.add_argument("--resume", action="store_true", help="continue the latest run's last.pth (or --name's)")
     p.add_argument("--name", help="run folder name under runs/<exp>/ (default: train, train2, ...)")
     p.add_argument("--smoke", action="store_true", help="a few iterations at a tiny size")
@@ -34,6 +35,7 @@ def main(argv=None):
     try:
         exp = load_exp(args.exp, args.overrides)
         train(exp, pick_device(args.device), ckpt=args.ckpt, resume=args.resume, smoke=args.smoke, name=args.name,
+              from_scratch=args.from_scratch,
               batch_size=args.batch_size or None, amp=args.amp, strategy=args.strategy,
               progress=False if args.quiet else None)
     except UserError as err:

@@ -171,6 +171,7 @@ class Checkpointer(HookBase):
             "rng": rng_states(),
             "hooks": {type(h).__name__: h.state_dict() for h in t.hooks if hasattr(h, "state_dict")},
             "class_names": list(t.exp.class_names),
+            "profile": getattr(t, "profile", "finetune"),  # finetune or scratch hyperparameters
             "input_size": list(t.exp.input_size),
             "exp_name": t.exp.exp_name,
         }

@@ -1,8 +1,9 @@
 """Train a YOLOX model from the project's Exp, on whatever device is there.
 
-    invoke train                       # all epochs of the Exp, best device found
+    invoke train                       # finetune the official COCO weights (downloaded once)
+    invoke train --from-scratch        # random weights, from-scratch learning rate and warmup
     invoke train --device cpu --smoke  # a few iterations at a tiny size: does everything run?
-    invoke train --ckpt yolox_s.pth    # finetune pretrained weights (see `invoke download-weights`)
+    invoke train --ckpt my.pth         # start from other weights (classes matched by name)
     invoke train --strategy head       # only the head trains (little data)
     invoke train --name big-lr         # runs/<exp>/big-lr instead of the next train, train2, ...
     invoke train --resume              # continue the latest run's last.pth exactly (or --name's)
@@ -29,13 +30,13 @@ from yft.inference import TorchBackend
 from yft.io import clean_stale_temps
 from yft.project import UserError, relative
 from yft.train import distributed, hooks
-from yft.train.checkpoint import load_checkpoint, load_weights
+from yft.train.checkpoint import check_class_names, load_checkpoint, load_weights
 from yft.train.fast_loss import install_fast_loss
 from yft.train.loss_shaping import install_loss_shaping
 from yft.train.optim import LRSchedule, build_optimizer, set_lr
 from yft.train.trainer import Trainer
 from yft.train.transfer import STRATEGIES, load_pretrained
-from yft.train.weights import backup_weights
+from yft.train.weights import Start, backup_weights, sha256_of, starting_weights
 
 # A smoke run proves the whole pipeline runs, not that it learns: tiny inputs, few steps.
 SMOKE_SETTINGS = {"input_size": (128, 128), "test_size": (128, 128), "max_epoch": 2,
@@ -56,24 +57,26 @@ def log(message):
 
 
 def train(exp, device, ckpt=None, resume=False, smoke=False, batch_size=None, amp=None,
-          out_dir=None, progress=None, strategy=None, max_iters_per_epoch=None, extra_hooks=(), name=None):
+          out_dir=None, progress=None, strategy=None, max_iters_per_epoch=None, extra_hooks=(), name=None,
+          from_scratch=False):
     """Train and return the run folder (last.pth, best.pth, logs, curves).
 
     The folder: out_dir if given; with resume, the latest run (or the one called `name`); else a
-    new one (yft.runs.new_run: train, train2, ... or `name`), created once the data checks pass.
+    new one (yft.runs.new_run: train, train2, ... or `name`), created once the data and the
+    starting weights are checked.
 
+    Weights: --ckpt, else random with from_scratch, else the Exp's `pretrained` (see
+    yft.train.weights.starting_weights); with none, the from-scratch hyperparameters apply.
     progress: True/False forces progress bars on/off (default: only on a terminal).
     max_iters_per_epoch: cap the batches per epoch (smoke runs and tests).
     extra_hooks: more hooks, run after the built-in ones.
     """
-    if smoke:
-        for key, value in SMOKE_SETTINGS.items():
-            setattr(exp, key, value)
-        max_iters_per_epoch = max_iters_per_epoch or SMOKE_ITERS_PER_EPOCH
     if strategy:
         exp.strategy = strategy
     if exp.strategy not in STRATEGIES:
         raise UserError(f"strategy {exp.strategy!r}: use one of {', '.join(STRATEGIES)}")
+    if ckpt and resume:
+        raise UserError("--ckpt and --resume exclude each other: --resume continues the run's own last.pth")
     device = distributed.init(device)
     world, rank = distributed.world_size(), distributed.rank()
     batch_size = int(batch_size or exp.batch_size)
@@ -83,34 +86,77 @@ def train(exp, device, ckpt=None, resume=False, smoke=False, batch_size=None, am
         raise UserError(f"batch size {batch_size} does not split evenly over {world} processes")
     if name:
         runs.check_name(name)
-    if out_dir is None and resume is True:
-        out_dir = runs.resolve_run(exp, name, smoke=smoke)
-        if not smoke and distributed.is_main():
-            runs.set_latest(exp, out_dir)
-    elif out_dir is None and resume:
-        out_dir = Path(resume).parent
-    state = None
-    if resume:
-        resume_path = Path(out_dir) / "last.pth" if resume is True else Path(resume)
-        state = load_checkpoint(resume_path)
-    seed = exp.seed if exp.seed is not None else random.randrange(2**31)
-    seed = int(distributed.broadcast_float(seed, device))  # every rank draws the same stream
-    if exp.deterministic:
-        torch.use_deterministic_algorithms(True, warn_only=True)
-        exp.data_num_workers = 0
-    seed_everything(seed + rank)
     amp_dtype = {None: None, "fp16": torch.float16, "bf16": torch.bfloat16}.get(amp, "bad")
     if amp_dtype == "bad":
         raise UserError(f"--amp {amp}: use fp16 or bf16")
     if amp_dtype is torch.float16 and device.type != "cuda":
         raise UserError("--amp fp16 needs a CUDA GPU; use --amp bf16 or no --amp on this device")
+    if out_dir is None and resume is True:
+        out_dir = runs.resolve_run(exp, name, smoke=smoke)
+    elif out_dir is None and resume:
+        out_dir = Path(resume).parent
+
+    check_split(exp, "train")  # a data problem shows before any download
+    check_split(exp, "val")
+
+    # Where the weights come from, checked before anything is written.
+    state = None
+    if resume:
+        resume_path = Path(out_dir) / "last.pth" if resume is True else Path(resume)
+        state = load_checkpoint(resume_path)
+        check_class_names(state, exp, resume_path, "--resume")
+        start = Start(resume_path, "--resume")
+        profile = state.get("profile", "finetune")
+    else:
+        start = starting_weights(exp, ckpt, from_scratch, smoke, progress=distributed.is_main())
+        profile = start.profile
+    if profile == "scratch":
+        exp.basic_lr_per_img, exp.warmup_epochs = exp.scratch_basic_lr_per_img, exp.scratch_warmup_epochs
+    if smoke:
+        for key, value in SMOKE_SETTINGS.items():
+            setattr(exp, key, value)
+        max_iters_per_epoch = max_iters_per_epoch or SMOKE_ITERS_PER_EPOCH
+
+    seed = exp.seed if exp.seed is not None else random.randrange(2**31)
+    seed = int(distributed.broadcast_float(seed, device))  # every rank draws the same stream
+    if exp.deterministic:
+        torch.use_deterministic_algorithms(True, warn_only=True)
+        exp.data_num_workers = 0
+    seed_everything(seed + rank)  # the fresh layers' initial weights too
+    model = exp.get_model()
+    if exp.fast_loss:  # batched SimOTA: same assignments and losses, far fewer host syncs
+        install_fast_loss(model)
+    notes = []
+    if state is not None:
+        report = load_weights(model, {"model": state["train_model"]})
+        if report.skipped or report.missing:
+            raise UserError(f"{resume_path}: does not fit the Exp's model ({report.summary().splitlines()[0]}); "
+                            "was it trained with another model or class count?")
+    elif start.path:
+        report = load_pretrained(model, exp, load_checkpoint(start.path), notes.append)
+        if not report.loaded:
+            raise UserError(f"{start.path}: no tensor matched the model (is it a {exp.model_name} checkpoint?)")
+
+    # The first lines of every run: device, where the weights came from, which profile.
     log(f"device {describe(device)} x {world}, batch {batch_size} (x{exp.accumulate} accumulated), "
         f"{exp.max_epoch} epochs, input {exp.input_size[0]}x{exp.input_size[1]}, "
         f"strategy {exp.strategy}, seed {seed}")
+    if start.path:
+        log(f"weights: {relative(start.path)} ({start.source}, sha256 {sha256_of(start.path)[:12]}): "
+            f"{report.summary()}")
+    else:
+        log(f"weights: none, {start.source}")
+    for note in notes:
+        log(note)
+    lr = exp.basic_lr_per_img * batch_size * max(1, exp.accumulate)
+    log(f"hyperparameters: {profile} profile, lr {lr:.3g} (basic_lr_per_img {exp.basic_lr_per_img:.3g} "
+        f"x batch {batch_size * max(1, exp.accumulate)}), warmup {exp.warmup_epochs} epochs"
+        + (" (from-scratch values: scratch_basic_lr_per_img, scratch_warmup_epochs)" if profile == "scratch" else ""))
+    if install_loss_shaping(model, exp):
+        log(f"loss shaping: label smoothing {exp.label_smoothing}, focal gamma {exp.focal_gamma}")
 
-    log("loading data")
-    check_split(exp, "train")
-    check_split(exp, "val")  # fail now, not after the first epoch
+    if resume is True and not smoke and distributed.is_main():
+        runs.set_latest(exp, out_dir)
     if out_dir is None:  # only now: a run that cannot start leaves no empty folder behind
         out_dir = distributed.broadcast_object(runs.new_run(exp, name, smoke) if distributed.is_main() else None)
     out_dir = Path(out_dir)
@@ -118,29 +164,18 @@ def train(exp, device, ckpt=None, resume=False, smoke=False, batch_size=None, am
     if distributed.is_main():  # what a killed run was writing (half a checkpoint) goes now
         for path in clean_stale_temps(out_dir):
             log(f"removed {relative(path)}, a temporary file left by a killed run")
-        record_run(exp, out_dir, ckpt=ckpt, resume=resume, smoke=smoke, device=device, world=world,
-                   batch_size=batch_size, amp=amp, seed=seed)
+        record_run(exp, out_dir, start=start, profile=profile, resume=resume, smoke=smoke, device=device,
+                   world=world, batch_size=batch_size, amp=amp, seed=seed)
+    if state is not None:
+        log(f"resuming {relative(resume_path)} at epoch {state['epoch'] + 1}")
+    elif start.path and distributed.is_main():
+        log(f"kept a copy of the starting weights: {relative(backup_weights(start.path, out_dir))}")
+
+    log("loading data")
     skip = state["iteration"] if state else 0
     loader = build_train_loader(exp, batch_size // world, device, seed=seed, rank=rank,
                                 world_size=world, skip_batches=skip)
     iters_per_epoch = min(len(loader), max_iters_per_epoch or len(loader))
-
-    log(f"creating model {exp.model_name} with {exp.num_classes} classes")
-    model = exp.get_model()
-    if exp.fast_loss:  # batched SimOTA: same assignments and losses, far fewer host syncs
-        install_fast_loss(model)
-    if install_loss_shaping(model, exp):
-        log(f"loss shaping: label smoothing {exp.label_smoothing}, focal gamma {exp.focal_gamma}")
-    if state is not None:
-        load_weights(model, {"model": state["train_model"]})
-        log(f"resuming {relative(resume_path)} at epoch {state['epoch'] + 1}")
-    elif ckpt:
-        report = load_pretrained(model, exp, load_checkpoint(ckpt), log)
-        log(f"weights from {ckpt}: {report.summary()}")
-        if not report.loaded:
-            raise UserError(f"{ckpt}: no tensor matched the model (is it a {exp.model_name} checkpoint?)")
-        if distributed.is_main():
-            log(f"kept a copy of the starting weights: {relative(backup_weights(ckpt, out_dir))}")
     model.to(device)
     if exp.channels_last:
         model.to(memory_format=torch.channels_last)
@@ -158,6 +193,7 @@ def train(exp, device, ckpt=None, resume=False, smoke=False, batch_size=None, am
         model.backbone.forward = torch.compile(model.backbone.forward)
     trainer = Trainer(exp, model, optimizer, schedule, loader, device, iters_per_epoch,
                       ema=ema, amp_dtype=amp_dtype)
+    trainer.profile = profile  # stored in checkpoints: a resume keeps the run's hyperparameters
 
     def validate(eval_model):
         metrics, _ = evaluate_backend(TorchBackend(eval_model, device), exp, "val", device,
@@ -210,7 +246,7 @@ def train(exp, device, ckpt=None, resume=False, smoke=False, batch_size=None, am
     return out_dir
 
 
-def record_run(exp, out_dir, ckpt, resume, smoke, device, world, batch_size, amp, seed):
+def record_run(exp, out_dir, start, profile, resume, smoke, device, world, batch_size, amp, seed):
     """run.json: what this run was started with (the HTML report shows it). A resume keeps the
     first record and notes when it resumed."""
     from datetime import datetime, timezone
@@ -225,7 +261,8 @@ def record_run(exp, out_dir, ckpt, resume, smoke, device, world, batch_size, amp
         record.setdefault("resumed", []).append(now)
     else:
         record = {"started": now, "exp_file": relative(getattr(exp, "exp_file", "") or "?"),
-                  "weights": relative(ckpt) if ckpt else None, "smoke": bool(smoke),
+                  "weights": relative(start.path) if start.path else None, "weights_source": start.source,
+                  "profile": profile, "smoke": bool(smoke),
                   "device": str(device), "processes": world, "batch_size": batch_size, "amp": amp,
                   "seed": seed, "settings": exp.non_default_settings()}
     write_json(path, record, indent=1)

@@ -64,22 +64,39 @@ def describe_trainable(model, units):
             + (f"; frozen: {', '.join(units)}" if units else ""))
 
 
-def class_row_map(exp, checkpoint_classes):
-    """For the class-prediction layers: {our row: checkpoint row} to copy from a checkpoint
-    whose head has `checkpoint_classes` outputs.
+def checkpoint_class_names(exp, state, rows):
+    """The names of a checkpoint's class outputs: stored in it (ours), else the Exp's
+    pretrained_classes when their number matches its rows (COCO's 80 for official weights)."""
+    from yft.train.checkpoint import stored_class_names
 
-    keep_coco: an 80-class COCO checkpoint fills rows 0..79; our new rows keep their fresh init.
-    Same number of classes: all rows copy (plain loading does that already).
+    names = stored_class_names(state)
+    if names is None and rows == len(exp.pretrained_classes):
+        names = list(exp.pretrained_classes)
+    return names if names is not None and len(names) == rows else None
+
+
+def class_row_map(exp, names, rows):
+    """{our row: checkpoint row} for the class-prediction layers (head surgery), or None when
+    the checkpoint's classes are unknown (then tensors of equal shape load as they are).
+
+    Our classes take the rows of the checkpoint's classes of the same name, wherever they are
+    (keep_coco: COCO's 80 rows come first); the others keep their fresh initialisation, so a
+    checkpoint of other classes never passes its class weights off as ours. Replace mode keeps
+    all 80 COCO rows in place: a renamed slot starts from its COCO class.
     """
-    if exp.class_mode == "keep_coco" and checkpoint_classes == 80:
+    if exp.class_mode == "replace" and rows == 80:
         return {row: row for row in range(80)}
-    return {}
+    if names is None:
+        return None
+    index = {name: row for row, name in enumerate(names)}
+    return {ours: index[name] for ours, name in enumerate(exp.class_names) if name in index}
 
 
 def graft_class_rows(model, weights, row_map):
-    """Copy rows of the checkpoint's cls_preds tensors into ours (head surgery); return names done."""
+    """Copy rows of the checkpoint's cls_preds tensors into ours (head surgery); rows not in
+    row_map keep the model's fresh initialisation. Returns the tensor names done."""
     done = []
-    if not row_map:
+    if not row_map:  # no class in common: the class layers start fresh
         return done
     own = model.state_dict()
     for name, tensor in weights.items():
@@ -99,15 +116,36 @@ def checkpoint_classes(weights):
 
 
 def load_pretrained(model, exp, state, log=tqdm.write):
-    """Load a checkpoint for finetuning: matching tensors, plus head surgery in keep_coco mode."""
+    """Load a checkpoint for finetuning: every tensor that fits, and the class rows of the
+    classes it shares with the Exp by name (head surgery). Logs how the classes map."""
     from yft.train.checkpoint import load_weights, model_weights
 
     weights = model_weights(state)
-    report = load_weights(model, weights)
-    grafted = graft_class_rows(model, weights, class_row_map(exp, checkpoint_classes(weights)))
-    if grafted:
-        report.skipped = [s for s in report.skipped if s[0] not in grafted]
-        report.loaded += grafted
-        log(f"head surgery: COCO's 80 class rows copied into {len(grafted)} class-prediction "
-            f"tensors; rows for our {exp.num_classes - 80} classes start fresh")
+    rows = checkpoint_classes(weights)
+    row_map = class_row_map(exp, checkpoint_class_names(exp, state, rows), rows)
+    if row_map is None:  # classes unknown: what fits loads as it is
+        if rows is not None:
+            log(f"classes: the checkpoint's {rows} class outputs are not named (it stores no "
+                "class_names and pretrained_classes has another count): class layers of the same "
+                "shape load as they are")
+        return load_weights(model, weights)
+    surgery = {k: v for k, v in weights.items() if ".cls_preds." in k}
+    report = load_weights(model, {k: v for k, v in weights.items() if k not in surgery})
+    grafted = graft_class_rows(model, surgery, row_map)
+    report.loaded += grafted
+    report.skipped += [(k, v.shape, model.state_dict()[k].shape) for k, v in surgery.items()
+                       if k not in grafted and k in model.state_dict()]
+    report.unexpected += [k for k in surgery if k not in model.state_dict()]
+    report.missing = [k for k in report.missing if k not in surgery]
+    names = list(exp.class_names)
+    kept = [names[ours] for ours in sorted(row_map)]
+    new = [name for k, name in enumerate(names) if k not in row_map]
+    moved = sum(ours != theirs for ours, theirs in row_map.items())
+    log(f"classes: {len(kept)} of our {len(names)} start from the checkpoint's class weights"
+        + (f" ({_few(kept)})" if kept else "") + (f"; {len(new)} start fresh ({_few(new)})" if new else "")
+        + (f"; {moved} rows moved to our order" if moved else ""))
     return report
+
+
+def _few(names, limit=5):
+    return ", ".join(names[:limit]) + (f" and {len(names) - limit} more" if len(names) > limit else "")

@@ -4,7 +4,11 @@ The files come from YOLOX's GitHub release. Megvii publishes no checksums, so th
 complete download records its sha256 in <cache>/SHA256SUMS and every later use is checked
 against it (trust on first use); pass --sha256 to pin a value you already trust. An
 interrupted download leaves <name>.part, which the next attempt continues with an HTTP Range
-request. Offline, the error says where to put a file fetched elsewhere.
+request. Offline, the error says where to put a file fetched elsewhere. $YFT_WEIGHTS_URL points
+at a mirror of the release folder (a company server, a local copy).
+
+`starting_weights` decides where a training run starts: --ckpt, else --from-scratch or the
+Exp's `pretrained` (a file, None, or "auto": these official weights, downloaded when missing).
 """
 
 import hashlib
@@ -13,6 +17,7 @@ import shutil
 import urllib.error
 import urllib.parse
 import urllib.request
+from dataclasses import dataclass
 from pathlib import Path
 
 from tqdm import tqdm
@@ -25,9 +30,22 @@ MODELS = ("yolox_nano", "yolox_tiny", "yolox_s", "yolox_m", "yolox_l", "yolox_x"
 CHUNK = 1 << 20
 
 
+class DownloadError(UserError):
+    """The file could not be fetched (offline, refused, not found); the cache is unchanged."""
+
+    def __init__(self, message, reason):
+        super().__init__(message)
+        self.reason = reason
+
+
 def default_cache():
     """$YFT_WEIGHTS, else ~/.cache/yft/weights."""
     return Path(os.environ.get("YFT_WEIGHTS") or Path.home() / ".cache" / "yft" / "weights")
+
+
+def release_url(name):
+    """Where an official file is downloaded from: YOLOX's release, or the $YFT_WEIGHTS_URL mirror."""
+    return f"{(os.environ.get('YFT_WEIGHTS_URL') or RELEASE).rstrip('/')}/{name}"
 
 
 def sha256_of(path):
@@ -63,11 +81,10 @@ def download_weights(model, cache=None, url=None, sha256=None, timeout=30, progr
     if scheme not in ("http", "https"):
         raise UserError(f"--url {url}: give an http:// or https:// address")
     cache = Path(cache or default_cache())
-    cache.mkdir(parents=True, exist_ok=True)
     name = f"{model}.pth"
     target, part = cache / name, cache / f"{name}.part"
     expected = sha256 or _recorded(cache).get(name)
-    url = url or f"{RELEASE}/{name}"
+    url = url or release_url(name)
 
     if not target.is_file():
         _fetch(url, part, timeout, progress, target)
@@ -92,6 +109,7 @@ def _fetch(url, part, timeout, progress, target):
             if not resumed:
                 have = 0  # the server ignored the Range header: start over
             total = response.length + have if response.length is not None else None
+            part.parent.mkdir(parents=True, exist_ok=True)  # only once the server answered
             with open(part, "ab" if resumed else "wb") as f, tqdm(
                     total=total, initial=have, unit="B", unit_scale=True, desc=target.name,
                     disable=not progress) as bar:
@@ -101,12 +119,12 @@ def _fetch(url, part, timeout, progress, target):
     except urllib.error.HTTPError as err:
         if err.code == 416 and have:  # already complete
             return
-        raise UserError(f"{url}: HTTP {err.code} {err.reason}") from None
+        raise DownloadError(f"{url}: HTTP {err.code} {err.reason}", f"{url}: HTTP {err.code}") from None
     except (urllib.error.URLError, TimeoutError, OSError) as err:
         reason = getattr(err, "reason", err)
-        raise UserError(
+        raise DownloadError(
             f"cannot download {url} ({reason}). Offline? Fetch the file elsewhere and put it at "
-            f"{target} (or pass --ckpt PATH to train)") from None
+            f"{target} (or pass --ckpt PATH to train)", f"{url}: {reason}") from None
 
 
 def backup_weights(path, out_dir):
@@ -120,3 +138,50 @@ def backup_weights(path, out_dir):
     except OSError:
         shutil.copyfile(path, backup)
     return backup
+
+
+@dataclass
+class Start:
+    """Where a run's weights come from: path (None: random weights) and why."""
+    path: Path = None
+    source: str = "random initialisation"
+
+    @property
+    def profile(self):
+        """The hyperparameter profile: finetune from weights, or scratch without them."""
+        return "finetune" if self.path else "scratch"
+
+
+def starting_weights(exp, ckpt=None, from_scratch=False, smoke=False, progress=True):
+    """The Start of a training run (see the module docstring); downloads the official weights
+    when exp.pretrained is "auto" and they are not cached. A smoke run never downloads: without
+    cached weights it checks the pipeline from random weights."""
+    if ckpt:
+        return Start(Path(ckpt), "--ckpt")
+    if from_scratch:
+        return Start(None, "random initialisation (--from-scratch)")
+    pretrained = exp.pretrained
+    if pretrained is None or str(pretrained).strip().lower() in ("", "none"):  # --set pretrained=none
+        return Start(None, "random initialisation (the Exp's pretrained is None)")
+    if pretrained != "auto":
+        path = Path(pretrained)
+        if not path.is_file():
+            raise UserError(f"{path}: the Exp's pretrained checkpoint is not there (set pretrained "
+                            "to a file, \"auto\" or None, or pass --ckpt FILE / --from-scratch)")
+        return Start(path, "the Exp's pretrained")
+    if exp.model_name not in MODELS:
+        raise UserError(f"pretrained \"auto\": YOLOX publishes no weights for {exp.model_name!r}; "
+                        "pass --ckpt FILE or --from-scratch")
+    cached = default_cache() / f"{exp.model_name}.pth"
+    if smoke and not cached.is_file():
+        return Start(None, f"random initialisation (smoke run; {cached} is not downloaded yet)")
+    was_cached = cached.is_file()
+    try:
+        path = download_weights(exp.model_name, progress=progress)
+    except DownloadError as err:
+        raise UserError(
+            f"no pretrained weights for {exp.model_name}: {cached} is not in the cache and the "
+            f"download failed ({err.reason}). Put the file there (from {release_url(cached.name)}, e.g. "
+            "with `invoke download-weights` on a machine that is online), or train with --ckpt FILE "
+            "(other weights) or --from-scratch (random weights, far weaker on small datasets)") from None
+    return Start(path, "official COCO weights, " + ("cached" if was_cached else "downloaded"))
