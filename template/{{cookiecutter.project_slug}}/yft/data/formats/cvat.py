@@ -121,10 +121,13 @@ def read(src, ctx, root=None, subset=None):
             size = [image.get(k) for k in ("width", "height")]
             size = [None, None] if None in size else [num(v, where, k) for v, k in zip(size, ("width", "height"))]
             entries.append((rel, *size, boxes, where))
-    excluded = []
+    excluded, kept = [], {e[0] for e in entries}
     for name, other in others:
-        rel = ctx.index.lookup(name, src, prefer=(other,) if other else ())
-        if rel is not None and rel not in {e[0] for e in entries}:
+        try:
+            rel = ctx.index.lookup(name, src, prefer=(other,) if other else ())
+        except UserError:  # ambiguous: then no single file to keep out
+            continue
+        if rel is not None and rel not in kept:
             excluded.append(rel)  # another subset's image: not a negative of this one
     return entries + _tracks(src, root, ctx), excluded
 
