@@ -517,12 +517,14 @@ def label_issues(c, exp=None, device="auto", ckpt=None, splits=None, folds=3, ep
     "opset": "ONNX opset, 11-23 (default: the Exp's onnx_opset)",
     "dynamic_batch": "Dynamic batch dimension (default); --no-dynamic-batch fixes it at 1",
     "decode": "Decode boxes in the graph (default); --no-decode keeps YOLOX's raw head outputs",
-    "nms": "Add NMS to the graph: onnx (NonMaxSuppression, any runtime) or trt (EfficientNMS_TRT)"})
+    "nms": "Add NMS to the graph: onnx (NonMaxSuppression, any runtime) or trt (EfficientNMS_TRT)",
+    "force": "Replace an existing model at the output path (only once the new one passed its check)"})
 @friendly
-def export_onnx(c, exp=None, ckpt=None, output=None, opset=0, dynamic_batch=True, decode=True, nms=None):
+def export_onnx(c, exp=None, ckpt=None, output=None, opset=0, dynamic_batch=True, decode=True, nms=None,
+                force=False):
     """Export to ONNX; check it against torch (outputs and mAP on validation images)."""
     from yft.deploy.cli import run_export_onnx
-    run_export_onnx(_exp(exp), ckpt, output, opset or None, dynamic_batch, decode, nms)
+    run_export_onnx(_exp(exp), ckpt, output, opset or None, dynamic_batch, decode, nms, force)
 
 
 @task(name="export-trt", help={
@@ -533,15 +535,16 @@ def export_onnx(c, exp=None, ckpt=None, output=None, opset=0, dynamic_batch=True
     "calib_images": "Validation images for INT8 calibration",
     "min_batch": "Smallest batch the engine accepts", "opt_batch": "Batch size it is tuned for",
     "max_batch": "Largest batch it accepts", "workspace": "Builder workspace in GB",
-    "nms": "Put EfficientNMS in the engine (--nms trt)", "device": "cuda device, e.g. cuda:1"})
+    "nms": "Put EfficientNMS in the engine (--nms trt)", "device": "cuda device, e.g. cuda:1",
+    "force": "Replace an existing engine at the output path"})
 @friendly
 def export_trt(c, exp=None, ckpt=None, onnx=None, output=None, fp16=False, int8=False, calib_images=200,
-               min_batch=1, opt_batch=1, max_batch=8, workspace=4.0, nms=None, device="cuda"):
+               min_batch=1, opt_batch=1, max_batch=8, workspace=4.0, nms=None, device="cuda", force=False):
     """Build a TensorRT engine (+ JSON sidecar) from the ONNX model and report its val mAP."""
     import torch
     from yft.deploy.cli import run_export_trt
     run_export_trt(_exp(exp), torch.device(device), ckpt, onnx, output, fp16, int8, calib_images,
-                   min_batch, opt_batch, max_batch, workspace, nms)
+                   min_batch, opt_batch, max_batch, workspace, nms, force)
 
 
 @task(help={"source": "Image, folder, glob pattern (quoted) or video", "exp": "Exp file",

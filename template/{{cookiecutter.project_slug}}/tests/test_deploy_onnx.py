@@ -165,3 +165,27 @@ def test_failed_parity_leaves_no_onnx_file(deploy_setup, deploy_onnx, tmp_path, 
     with pytest.raises(UserError, match="differs from torch"):
         run_export_onnx(exp, ckpt, tmp_path / "bad.onnx", None, True)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_an_existing_export_is_kept_unless_force_and_a_good_export(deploy_setup, deploy_onnx, tmp_path, monkeypatch):
+    import os
+    import shutil
+
+    from yft.deploy import cli
+
+    exp, ckpt = deploy_setup
+    target = tmp_path / "best.onnx"
+    target.write_bytes(b"the user's earlier export")
+    with pytest.raises(UserError, match="best.onnx: exists .* --force"):
+        run_export_onnx(exp, ckpt, target, None, True)
+
+    def replay(model, exp, path, *args):
+        shutil.copy(deploy_onnx, path)
+        return onnx.load(str(deploy_onnx))
+
+    monkeypatch.setattr(cli, "export_onnx", replay)
+    real_run = OnnxBackend.run
+    monkeypatch.setattr(OnnxBackend, "run", lambda self, images: [real_run(self, images)[0] + 0.5])
+    with pytest.raises(UserError, match="differs from torch"):
+        run_export_onnx(exp, ckpt, target, None, True, force=True)
+    assert target.read_bytes() == b"the user's earlier export" and os.listdir(tmp_path) == ["best.onnx"]

@@ -7,7 +7,7 @@ from pathlib import Path
 from yft.deploy.onnx_export import check_parity, export_onnx
 from yft.deploy.predict import predict
 from yft.inference import default_checkpoint, load_model, make_backend
-from yft.io import write_json
+from yft.io import atomic_path, write_json
 from yft.project import UserError, relative
 
 
@@ -21,17 +21,19 @@ def trt_onnx_path(ckpt):
     return Path(ckpt).with_suffix(".trt.onnx")
 
 
-def run_export_onnx(exp, ckpt, output, opset, dynamic_batch, decode=True, nms=None):
-    """Export, check against torch, write the parity report. Returns (path, (box, score diff))."""
+def run_export_onnx(exp, ckpt, output, opset, dynamic_batch, decode=True, nms=None, force=False):
+    """Export, check against torch, write the parity report. Returns (path, (box, score diff)).
+    An existing model at `output` is replaced only with force, and only by an export that passed."""
     ckpt = Path(ckpt) if ckpt else default_checkpoint(exp)
     output = Path(output) if output else ckpt.with_suffix(".onnx")
+    if output.exists() and not force:
+        raise UserError(f"{relative(output)}: exists (an earlier export); pass --force to replace it, "
+                        "or --output another path")
     model = load_model(exp, ckpt)
-    base = export_onnx(model, exp, output, opset, dynamic_batch, decode, nms)
-    try:
-        report = check_parity(model, exp, output, base, decode)
-    except UserError:
-        output.unlink()  # an export that does not match its model is not left behind
-        raise
+    # Exported and checked under a temporary name: a failed parity check leaves the old model in place.
+    with atomic_path(output) as staged:
+        base = export_onnx(model, exp, staged, opset, dynamic_batch, decode, nms)
+        report = check_parity(model, exp, staged, base, decode)
     report.update(checkpoint=relative(ckpt), onnx=relative(output), nms=nms, decode=decode)
     write_json(parity_path(output), report, indent=2)
     graph = f"{'decoded' if decode else 'raw head'}{', NMS ' + nms if nms else ''}"
@@ -48,7 +50,7 @@ def run_export_onnx(exp, ckpt, output, opset, dynamic_batch, decode=True, nms=No
 
 
 def run_export_trt(exp, device, ckpt, onnx, output, fp16=False, int8=False, calib_images=200, min_batch=1,
-                   opt_batch=1, max_batch=8, workspace_gb=4.0, nms=None):
+                   opt_batch=1, max_batch=8, workspace_gb=4.0, nms=None, force=False):
     """ONNX (exported from the checkpoint unless given) -> TensorRT engine + sidecar -> val mAP."""
     from yft.deploy import trt
     from yft.deploy.accuracy import split_map
@@ -71,11 +73,15 @@ def run_export_trt(exp, device, ckpt, onnx, output, fp16=False, int8=False, cali
     trt.require_tensorrt(onnx_path if onnx else None)
     if not onnx:
         ckpt = Path(ckpt) if ckpt else default_checkpoint(exp)
-        # A graph of its own (best.trt.onnx): with --nms trt it holds a TensorRT-only op, and it must
-        # never replace the best.onnx that `predict --backend onnx` runs.
-        onnx_path, _ = run_export_onnx(exp, ckpt, trt_onnx_path(ckpt), None, True, True, nms)
-        report = json.loads(parity_path(onnx_path).read_text(encoding="utf-8"))
     engine_path = Path(output) if output else (onnx_path if onnx else ckpt).with_suffix(".engine")
+    if engine_path.exists() and not force:
+        raise UserError(f"{relative(engine_path)}: exists (an earlier build); pass --force to replace it, "
+                        "or --output another path")
+    if not onnx:
+        # A graph of its own (best.trt.onnx), rebuilt on every call: with --nms trt it holds a
+        # TensorRT-only op, and it must never replace the best.onnx that `predict --backend onnx` runs.
+        onnx_path, _ = run_export_onnx(exp, ckpt, trt_onnx_path(ckpt), None, True, True, nms, force=True)
+        report = json.loads(parity_path(onnx_path).read_text(encoding="utf-8"))
     calib = None
     if int8:
         calib = trt.CalibrationBatches(trt.calibration_files(exp, calib_images), exp.test_size, opt_batch)
