@@ -488,7 +488,8 @@ def drift(c, images=None, exp=None, ckpt=None, max_images=500, permutations=200,
     "splits": "TEXT: comma-separated splits to score (default: train,val,test; with --ckpt val,test)",
     "folds": "K of the K-fold out-of-sample predictions (default 3)",
     "epochs": "training epochs per fold (default 10)",
-    "base": "FILE: weights each fold's finetune starts from (default: as `invoke train`)",
+    "base": "FILE: weights each fold's finetune starts from (default: as `invoke train`, the Exp's pretrained)",
+    "from_scratch": "Folds train from random weights with the from-scratch profile (no pretrained weights)",
     "group_by": "REGEX: images whose names share the match stay in one fold (e.g. '^(.*)_frame')",
     "seed": "fold assignment seed", "top": "issues on the contact sheet",
     "output": "DIR: output folder (default runs/<exp>/label_issues)",
@@ -496,7 +497,7 @@ def drift(c, images=None, exp=None, ckpt=None, max_images=500, permutations=200,
     "min_score": "Only suggestions scoring at least this are applied (0..1)"})
 @friendly
 def label_issues(c, exp=None, device="auto", ckpt=None, splits=None, folds=3, epochs=10, base=None,
-                 group_by=None, seed=0, top=24, output=None, apply_suggestions=False, min_score=0.5):
+                 from_scratch=False, group_by=None, seed=0, top=24, output=None, apply_suggestions=False, min_score=0.5):
     """Rank the labels that are probably wrong (missing, wrong class, misplaced, spurious boxes)
     from out-of-sample predictions scored with cleanlab; files to re-review them in Label Studio
     or CVAT. The dataset is never modified."""
@@ -505,7 +506,7 @@ def label_issues(c, exp=None, device="auto", ckpt=None, splits=None, folds=3, ep
     run(_exp(exp), pick_device(device), ckpt=ckpt, splits=parse_splits(splits) if splits else None,
         folds=folds, epochs=epochs, seed=seed, group_by=group_by, out=output, top=top,
         apply_suggestions=apply_suggestions, min_score=min_score,
-        train_kwargs={"ckpt": base} if base else None)
+        train_kwargs={"ckpt": base, "from_scratch": from_scratch})
 
 
 # ---------------------------------------------------------------- deploy

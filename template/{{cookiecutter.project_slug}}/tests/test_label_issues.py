@@ -256,10 +256,15 @@ def test_kfold_predictions_resume_after_a_kill(sample_exp, tmp_path):
 
     from yft.evaluate.label_issues.cli import label_issues
 
-    sample_exp.pretrained = None  # folds train from random weights here (no COCO weights offline)
     lines = []
     out = tmp_path / "li"
-    run = dict(folds=2, epochs=1, out=out, train_kwargs={"max_iters_per_epoch": 1}, log=lines.append)
+    run = dict(
+        folds=2,
+        epochs=1,
+        out=out,
+        train_kwargs={"max_iters_per_epoch": 1, "from_scratch": True},
+        log=lines.append,
+    )
     label_issues(sample_exp, torch.device("cpu"), **run)
     saved = [out / "folds" / f"fold_{k}" / "predictions.json" for k in (0, 1)]
     assert all(p.is_file() for p in saved)
