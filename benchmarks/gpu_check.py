@@ -79,8 +79,6 @@ DEVICE_WHEELS = [
     "defusedxml",
     "invoke",
     "orjson",
-    "imagesize",
-    "tomli",
 ]
 
 
@@ -440,9 +438,11 @@ def prepare(dest):
             check=True,
         )
     sys.path.insert(0, str(project))
-    from yft.setup_env import build_yolox_wheel  # the pure-Python wheel `invoke setup` installs
+    from yft.yolox_wheel import ensure_wheel  # the pure-Python wheel `invoke setup` installs
 
-    print(f"yolox wheel: {build_yolox_wheel(wheels)}")
+    yolox = ensure_wheel()
+    shutil.copy2(yolox, wheels / yolox.name)
+    print(f"yolox wheel: {wheels / yolox.name}")
     print(f"prepared {project} and {wheels}: add /.whl/ and /.gpucheck/ to .git/info/exclude and carry both")
 
 
