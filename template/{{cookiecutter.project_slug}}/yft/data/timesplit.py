@@ -19,6 +19,7 @@ import re
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
+from yft.data.assign import assign, groups_of, subset
 from yft.project import UserError
 
 EXIF_IFD, DATETIME_ORIGINAL = 0x8769, 0x9003
@@ -144,8 +145,6 @@ def apply_gap(units, folds, gap):
 def time_assign(coco, images, ratios, seed, group_by=None, time_from=None, time_format=None, gap=None,
                 strict=False):
     """Split index (or None: left in a gap) per image, and printable lines about the times."""
-    from yft.data.split import assign, groups_of, subset
-
     gap_text, gap = gap, parse_gap(gap)
     times, missing = capture_times(coco, images, time_from, time_format)
     count = sum(len(v) for v in missing.values())

@@ -15,8 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
+from yft.data.assign import assign
 from yft.data.coco_io import annotation_path, image_dir, read_json
-from yft.data.split import assign
 from yft.io import write_json
 from yft.project import UserError, relative
 
