@@ -164,7 +164,9 @@ def size_of(path):
 
 
 def read_file(path, binary=False):
-    """A label file's bytes (or UTF-8 text); UserError naming it when unreadable."""
+    """A label file's bytes (or UTF-8 text, without the byte-order mark Windows editors such as
+    Notepad put first: it would glue onto the first class name or number); UserError naming it
+    when unreadable."""
     try:
         with open(path, "rb", buffering=0) as f:  # unbuffered: one read, no buffer object
             data = f.read()
@@ -173,7 +175,7 @@ def read_file(path, binary=False):
     if binary:
         return data
     try:
-        return data.decode("utf-8")
+        return data.decode("utf-8-sig")
     except UnicodeDecodeError:
         raise UserError(f"{path}: not UTF-8 text") from None
 

@@ -97,7 +97,7 @@ def _looks_like_labels(path):
     """True when a .txt file's first line is numbers (or it is empty): a label file, perhaps a
     malformed one, rather than an image list or a README."""
     try:
-        with open(path, encoding="utf-8", errors="replace") as f:
+        with open(path, encoding="utf-8-sig", errors="replace") as f:
             for line in f:
                 if line.split():
                     [float(v) for v in line.split()]  # ValueError: words, paths

@@ -1,0 +1,34 @@
+"""Regressions found by walking the main path as a clumsy user would (Windows-edited files,
+re-runs, interrupted writes). Each test failed before its fix."""
+
+import numpy as np
+from PIL import Image
+
+from yft.data.convert import convert
+
+NAMES = ["cat", "dog"]
+IDS = [1, 2]
+BOM = b"\xef\xbb\xbf"
+
+
+def jpg(path, width=100, height=50):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(np.full((height, width, 3), 80, np.uint8)).save(path)
+    return path
+
+
+def test_yolo_names_and_labels_saved_with_a_bom_and_crlf(tmp_path):
+    # Notepad saves UTF-8 with a byte-order mark and CRLF line ends: the mark must not glue onto
+    # the first class name ('\ufeffdog', unknown) nor the first label's class index.
+    src = tmp_path / "yolo export"
+    jpg(src / "é 1.jpg")
+    (src / "obj.names").write_bytes(BOM + b"dog\r\ncat\r\n")
+    (src / "é 1.txt").write_bytes(BOM + b"1 0.5 0.5 0.2 0.4\r\n0 0.05 0.5 0.1 0.2\r\n")
+    out = tmp_path / "out.json"
+    summary = convert("yolo", [src], None, out, NAMES, IDS)
+    import json
+
+    coco = json.loads(out.read_text())
+    got = sorted((a["category_id"], a["bbox"]) for a in coco["annotations"])
+    assert got == [(1, [40.0, 15.0, 20.0, 20.0]), (2, [0.0, 20.0, 10.0, 10.0])]
+    assert summary["class_table"]["names"] == ["dog", "cat"]
