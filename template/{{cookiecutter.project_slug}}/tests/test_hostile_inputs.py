@@ -2,9 +2,11 @@
 re-runs, interrupted writes). Each test failed before its fix."""
 
 import numpy as np
+import pytest
 from PIL import Image
 
 from yft.data.convert import convert
+from yft.project import UserError
 
 NAMES = ["cat", "dog"]
 IDS = [1, 2]
@@ -32,3 +34,29 @@ def test_yolo_names_and_labels_saved_with_a_bom_and_crlf(tmp_path):
     got = sorted((a["category_id"], a["bbox"]) for a in coco["annotations"])
     assert got == [(1, [40.0, 15.0, 20.0, 20.0]), (2, [0.0, 20.0, 10.0, 10.0])]
     assert summary["class_table"]["names"] == ["dog", "cat"]
+
+
+@pytest.mark.parametrize("fmt", ["yolo", "voc", "labelme"])
+def test_a_folder_without_labels_of_the_format_is_refused_not_all_negatives(tmp_path, fmt):
+    # pointing --src at the image folder (or choosing the wrong --from) used to write every image
+    # as a negative and exit 0
+    images = tmp_path / "my images"
+    jpg(images / "a.jpg")
+    jpg(images / "sub" / "b.jpg")
+    out = tmp_path / "out.json"
+    with pytest.raises(UserError, match="no .*files? (found|pairs)"):
+        convert(fmt, [images], images, out, NAMES, IDS)
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("fmt,text", [("coco", '{"images": [], "annotations": [], "categories": []}'),
+                                      ("labelstudio", "[]")])
+def test_an_export_with_no_images_is_refused(tmp_path, fmt, text):
+    src = tmp_path / "export.json"
+    src.write_text(text)
+    empty = tmp_path / "images"
+    empty.mkdir()
+    out = tmp_path / "out.json"
+    with pytest.raises(UserError, match="nothing to convert"):
+        convert(fmt, [src], empty if fmt != "coco" else None, out, NAMES, IDS)
+    assert not out.exists()

@@ -140,8 +140,15 @@ def _convert(fmt, sources, images, out, classes, subset, strict, context, to="co
         extra["images_root"] = str(root) if root else None
     else:
         entries = read(sources[0], ctx)
+    read_any = False
     for rel, width, height, boxes, where in entries:
         builder.add(rel, width, height, boxes, where)
+        read_any = True
+    if not read_any and fmt in ("yolo", "voc", "labelme"):
+        # a wrong --src or --from would otherwise turn every image into a negative, exit 0
+        kind = {"yolo": ".txt label", "voc": "VOC .xml", "labelme": "LabelMe .json"}[fmt]
+        raise UserError(f"{sources[0]}: no {kind} files found (is --from {fmt} the export's format, "
+                        "and --src its label folder?)")
     builder.excluded |= ctx.excluded
     if ctx.index is not None:
         builder.add_negatives(ctx.index, context["require_labels"],
@@ -157,6 +164,9 @@ def _convert(fmt, sources, images, out, classes, subset, strict, context, to="co
     if strict and report.not_converted:
         raise UserError(f"--strict: {sum(report.not_converted.values())} annotations not converted ("
                         + "; ".join(f"{k}: {v}" for k, v in report.not_converted.most_common()) + ")")
+    if not coco["images"]:
+        raise UserError(f"{sources[0]}: nothing to convert (no images in it"
+                        + (" nor in --images)" if ctx.index is not None else ")"))
     annotated = len({a["image_id"] for a in coco["annotations"]})
     summary = {"out": str(out), "format": fmt, "images": len(coco["images"]), "boxes": len(coco["annotations"]),
                "negatives": len(coco["images"]) - annotated, **report.as_dict(), **extra,

@@ -223,6 +223,10 @@ def read(src, ctx: Context, class_names_fallback):
         count = sum(1 for line in read_file(path).splitlines() if line.strip())
         if ctx.find(rel[:-4], f"{path}", boxes=count) is not None:
             raise UserError(f"{path}: label file whose image is ambiguous")
+    if index.files and not pairs:
+        # a wrong --src (the image folder, a parent) would otherwise make every image a negative
+        raise UserError(f"{src}: no .txt label file pairs with an image in {index.root} (is --from yolo "
+                        "the export's format, and --src its label folder?)")
     if ctx.option("require_labels"):
         for rel in index.files:
             if rel not in pairs:
