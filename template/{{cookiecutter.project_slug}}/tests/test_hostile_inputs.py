@@ -54,9 +54,9 @@ def test_a_folder_without_labels_of_the_format_is_refused_not_all_negatives(tmp_
 def test_an_export_with_no_images_is_refused(tmp_path, fmt, text):
     src = tmp_path / "export.json"
     src.write_text(text)
-    empty = tmp_path / "images"
-    empty.mkdir()
+    images = tmp_path / "images"
+    jpg(images / "a.jpg")  # used to become a negative: an all-negative dataset, exit 0
     out = tmp_path / "out.json"
     with pytest.raises(UserError, match="nothing to convert"):
-        convert(fmt, [src], empty if fmt != "coco" else None, out, NAMES, IDS)
+        convert(fmt, [src], images if fmt != "coco" else None, out, NAMES, IDS)
     assert not out.exists()

@@ -144,11 +144,13 @@ def _convert(fmt, sources, images, out, classes, subset, strict, context, to="co
     for rel, width, height, boxes, where in entries:
         builder.add(rel, width, height, boxes, where)
         read_any = True
-    if not read_any and fmt in ("yolo", "voc", "labelme"):
+    if not read_any:
         # a wrong --src or --from would otherwise turn every image into a negative, exit 0
-        kind = {"yolo": ".txt label", "voc": "VOC .xml", "labelme": "LabelMe .json"}[fmt]
-        raise UserError(f"{sources[0]}: no {kind} files found (is --from {fmt} the export's format, "
-                        "and --src its label folder?)")
+        if fmt in ("yolo", "voc", "labelme"):
+            kind = {"yolo": ".txt label", "voc": "VOC .xml", "labelme": "LabelMe .json"}[fmt]
+            raise UserError(f"{sources[0]}: no {kind} files found (is --from {fmt} the export's format, "
+                            "and --src its label folder?)")
+        raise UserError(f"{sources[0]}: nothing to convert (no images or tasks in it)")
     builder.excluded |= ctx.excluded
     if ctx.index is not None:
         builder.add_negatives(ctx.index, context["require_labels"],
