@@ -60,3 +60,27 @@ def test_an_export_with_no_images_is_refused(tmp_path, fmt, text):
     with pytest.raises(UserError, match="nothing to convert"):
         convert(fmt, [src], images if fmt != "coco" else None, out, NAMES, IDS)
     assert not out.exists()
+
+
+def test_predict_reads_subfolders_and_same_names_never_overwrite(deploy_setup, tmp_path):
+    # a split keeps subfolders ("sub a/dup.jpg", "sub b/dup.jpg"): predict on the split folder
+    # used to skip them silently (exit 0), and a.jpg beside a.png both became out/a.png
+    import torch
+
+    from yft.deploy.cli import run_predict
+    from yft.deploy.predict import list_sources, output_names
+
+    src = tmp_path / "val images"
+    for rel in ("sub a/dup.jpg", "sub b/dup.jpg", "a.jpg", "a.png", "é 1.jpg", ".cache/hidden.jpg"):
+        jpg(src / rel, 64, 48)
+    found = list_sources(src)
+    names = output_names(found, src)
+    assert sorted(n for n, _ in names.values()) == ["a.jpg.png", "a.png.png", "sub a/dup.png", "sub b/dup.png",
+                                                    "é 1.png"]
+    exp, ckpt = deploy_setup
+    out = src / "predictions"  # inside the source: a second run must not read its own drawings
+    for _ in range(2):
+        written, skipped = run_predict(exp, torch.device("cpu"), src, ckpt, "torch", 0.3, out, save_json=True)
+        assert len(written) == 5 and not skipped
+    assert sorted(p.relative_to(out).as_posix() for p in out.rglob("*.png")) == sorted(
+        n for n, _ in names.values())

@@ -4,8 +4,11 @@ class names; optionally a COCO-results JSON of every detection.
 Images are read as 8-bit BGR whatever they are on disk: grayscale is repeated to three
 channels, 16-bit is scaled to 8-bit, an alpha channel is dropped, EXIF orientation applied.
 A file that cannot be read (empty, corrupted, not an image) is reported and skipped.
+A folder is read with its subfolders; the outputs keep the source's relative paths, so two
+`dup.jpg` in different subfolders (or `a.jpg` beside `a.png`) never overwrite each other.
 """
 
+import os
 from pathlib import Path
 
 import cv2
@@ -46,14 +49,21 @@ def is_video(path):
     return Path(path).suffix.lower() in VIDEO_SUFFIXES
 
 
-def list_sources(source):
-    """Image and video files of a file, a folder or a glob pattern, sorted."""
+def list_sources(source, skip=None):
+    """Image and video files of a file, a folder (with its subfolders, hidden ones and `skip`
+    left out) or a glob pattern, sorted."""
     source = Path(source)
     wanted = set(IMAGE_SUFFIXES) | VIDEO_SUFFIXES
     if source.is_file():
         return [source]
     if source.is_dir():
-        return sorted(p for p in source.iterdir() if p.suffix.lower() in wanted and p.is_file())
+        skip = os.path.realpath(skip) if skip is not None else None
+        found = []
+        for top, dirs, files in os.walk(source):
+            dirs[:] = [d for d in dirs if not d.startswith(".")
+                       and os.path.realpath(os.path.join(top, d)) != skip]  # not our own outputs
+            found += [Path(top) / n for n in files if Path(n).suffix.lower() in wanted]
+        return sorted(p for p in found if p.is_file())
     if source.is_absolute():
         matches = Path(source.anchor).glob(str(source.relative_to(source.anchor)))
     else:
@@ -65,6 +75,26 @@ def list_sources(source):
 
 
 list_images = list_sources  # the older name
+
+
+def output_names(paths, source):
+    """{path: its name in the output folder without suffix ('sub/a'), and the name the COCO rows
+    give it ('sub/a.jpg')}: paths relative to the folder (or the glob's common folder); where two
+    would share an output ('a.jpg', 'a.png'), each keeps its own suffix ('a.jpg.png')."""
+    source = Path(source)
+    if source.is_dir():
+        base = source
+    elif len(paths) == 1:
+        base = paths[0].parent
+    else:
+        base = Path(os.path.commonpath([os.path.abspath(p.parent) for p in paths]))
+    rels = {p: Path(os.path.relpath(os.path.abspath(p), os.path.abspath(base))).as_posix() for p in paths}
+    out = {p: (os.path.splitext(r)[0], ".mp4" if is_video(p) else ".png") for p, r in rels.items()}
+    taken = {}
+    for stem, suffix in out.values():
+        taken[stem + suffix] = taken.get(stem + suffix, 0) + 1
+    return {p: ((stem if taken[stem + suffix] == 1 else rels[p]) + suffix, rels[p])
+            for p, (stem, suffix) in out.items()}
 
 
 def image_problem(path):
@@ -161,15 +191,17 @@ def predict(backend, exp, source, out_dir, conf=None, nms=None, on_result=None):
     detector = Detector(backend, exp, conf, nms)
     category_ids = exp.category_ids()
     written, skipped, rows, next_id = [], [], [], 0
-    for path in list_sources(source):
+    paths = list_sources(source, skip=out_dir)
+    names = output_names(paths, source)
+    for path in paths:
+        target, name = out_dir / names[path][0], names[path][1]
         if is_video(path):
-            target = out_dir / f"{path.stem}.mp4"
             frames = predict_video(detector, path, target, exp.class_names)
             if frames is None:
                 skipped.append((path, "not a readable video"))
                 continue
             for k, dets in enumerate(frames):
-                rows += coco_rows(dets, next_id + k, f"{path.name}#{k}", category_ids)
+                rows += coco_rows(dets, next_id + k, f"{name}#{k}", category_ids)
             next_id += len(frames)
             dets = np.concatenate(frames) if frames else np.zeros((0, 6), np.float32)
         else:
@@ -179,8 +211,8 @@ def predict(backend, exp, source, out_dir, conf=None, nms=None, on_result=None):
                 skipped.append((path, problem or "not a readable image (corrupted or unsupported)"))
                 continue
             dets = detector(img)
-            target = write_png(out_dir / f"{path.stem}.png", draw(img, dets, exp.class_names))
-            rows += coco_rows(dets, next_id, path.name, category_ids)
+            target = write_png(target, draw(img, dets, exp.class_names))
+            rows += coco_rows(dets, next_id, name, category_ids)
             next_id += 1
         written.append((target, dets))
         if on_result:
