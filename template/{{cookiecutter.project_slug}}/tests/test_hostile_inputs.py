@@ -84,3 +84,26 @@ def test_predict_reads_subfolders_and_same_names_never_overwrite(deploy_setup, t
         assert len(written) == 5 and not skipped
     assert sorted(p.relative_to(out).as_posix() for p in out.rglob("*.png")) == sorted(
         n for n, _ in names.values())
+
+
+def test_every_task_accepts_its_own_defaults():
+    # `invoke tune` without --seed failed with "--seed -1: must be at least 0": its default
+    # (-1, "not given") broke the rule the option checker applies by name
+    import importlib.util
+    import inspect
+
+    from invoke import Task
+
+    from yft.cli import check_options
+    from yft.project import ROOT
+
+    spec = importlib.util.spec_from_file_location("project_tasks", ROOT / "tasks.py")
+    tasks = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tasks)
+    found = [t for t in vars(tasks).values() if isinstance(t, Task)]
+    assert len(found) > 20
+    for task in found:
+        body = inspect.unwrap(task.body)
+        defaults = {n: p.default for n, p in inspect.signature(body).parameters.items()
+                    if p.default is not inspect.Parameter.empty}
+        check_options(body, defaults)

@@ -111,8 +111,8 @@ def check_options(task, options):
 
     defaults = {name: p.default for name, p in inspect.signature(task).parameters.items()}
     for name, value in options.items():
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            continue
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or value == defaults.get(name):
+            continue  # a task's own default (often a -1 "not given") always passes
         rule = RULES.get(name)
         if name in ("train", "val", "test"):
             rule = (
