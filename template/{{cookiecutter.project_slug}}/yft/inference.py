@@ -88,9 +88,14 @@ class Backend:
     def __call__(self, images):
         raise NotImplementedError
 
-    def detect(self, images, ratios, conf, nms):
+    def detect_raw(self, images, ratios, conf, nms):
+        """Detections decoded from the raw outputs by our NMS (never a graph's own NMS, whose
+        thresholds are fixed at export): what evaluation measures."""
         raw = self(images)
         return decode(raw, ratios, raw.shape[-1] - 5, conf, nms)
+
+    def detect(self, images, ratios, conf, nms):
+        return self.detect_raw(images, ratios, conf, nms)
 
 
 class TorchBackend(Backend):
@@ -105,8 +110,17 @@ class TorchBackend(Backend):
 
     @torch.no_grad()  # not inference_mode: yolox's postprocess edits the output in place
     def __call__(self, images):
+        return self._forward(images).cpu()
+
+    def _forward(self, images):
         images = torch.as_tensor(images).to(self.device, non_blocking=True).float()
-        return self.model(images).cpu()
+        return self.model(images)
+
+    @torch.no_grad()
+    def detect_raw(self, images, ratios, conf, nms):
+        # NMS on the model's device: only the kept boxes travel to the CPU, not every anchor.
+        raw = self._forward(images)
+        return decode(raw, ratios, raw.shape[-1] - 5, conf, nms)
 
 
 def onnx_metadata(path):

@@ -88,11 +88,16 @@ def build_train_loader(exp, batch_size, device, seed=0, rank=0, world_size=1, no
     )
 
 
-def build_eval_loader(exp, split, batch_size, device):
-    """Letterboxed images of a split, in file order, with their original sizes and ids."""
+def build_eval_loader(exp, split, batch_size, device, rank=0, world_size=1):
+    """Letterboxed images of a split, in file order, with their original sizes and ids.
+
+    With world_size > 1, this rank's share: images rank, rank + world_size, ... (a Subset whose
+    .dataset is the whole split)."""
     from yolox.data import ValTransform
 
     dataset = coco_dataset(exp, split, exp.test_size, ValTransform(legacy=False))
+    if world_size > 1:
+        dataset = torch.utils.data.Subset(dataset, range(rank, len(dataset), world_size))
     return torch.utils.data.DataLoader(
         dataset, batch_size=batch_size, shuffle=False, num_workers=exp.data_num_workers,
         pin_memory=device.type == "cuda",

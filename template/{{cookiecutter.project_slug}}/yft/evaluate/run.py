@@ -35,7 +35,7 @@ from tqdm import tqdm
 
 from yft.data.loaders import build_eval_loader
 from yft.evaluate.coco_metrics import coco_metrics, to_coco_results
-from yft.inference import decode
+from yft.train import distributed
 from yft.io import write_json
 
 
@@ -47,30 +47,54 @@ def detect_split(backend, loader, exp, progress=True):
         heights, widths = info[0].tolist(), info[1].tolist()
         ratios = [min(exp.test_size[0] / h, exp.test_size[1] / w) for h, w in zip(heights, widths)]
         start = time.perf_counter()
-        raw = backend(images)
-        dets = decode(raw, ratios, exp.num_classes, exp.test_conf, exp.nmsthre)
+        if backend.nms_in_graph:
+            backend(images)  # says why such a model cannot be evaluated
+        dets = backend.detect_raw(images, ratios, exp.test_conf, exp.nmsthre)
         seconds += time.perf_counter() - start
         results += to_coco_results(dets, ids.flatten().tolist(), category_ids)
     return results, seconds
 
 
-def evaluate_backend(backend, exp, split, device, batch_size=8, progress=True, engine="auto"):
-    """COCO metrics for a backend on a split (a dict with the keys documented above)."""
+def evaluate_backend(backend, exp, split, device, batch_size=8, progress=True, engine="auto",
+                     sharded=False):
+    """COCO metrics for a backend on a split (a dict with the keys documented above).
+
+    sharded: under torch.distributed (training's validation), every rank detects on its share of
+    the images (every world-th one), rank 0 gathers the detections, puts them in file order and
+    scores them; every rank returns those metrics (the detections only on rank 0, else None).
+    """
     from yft.evaluate.engine import pick_engine
 
-    loader = build_eval_loader(exp, split, batch_size, device)
+    rank, world = (distributed.rank(), distributed.world_size()) if sharded else (0, 1)
+    loader = build_eval_loader(exp, split, batch_size, device, rank=rank, world_size=world)
+    dataset = loader.dataset.dataset if world > 1 else loader.dataset
     cuda = device is not None and getattr(device, "type", str(device)) == "cuda"
     if cuda:
         torch.cuda.reset_peak_memory_stats(device)
     results, seconds = detect_split(backend, loader, exp, progress)
+    if world > 1:
+        shares = distributed.gather_objects((results, seconds, peak_memory(device if cuda else None)))
+        if rank != 0:
+            return distributed.broadcast_object(None), None
+        # The order one process would have produced (file order), so ties between equal scores
+        # are broken as in `invoke eval`.
+        order = {image_id: i for i, image_id in enumerate(dataset.ids)}
+        results = sorted((r for share in shares for r in share[0]), key=lambda r: order[r["image_id"]])
+        seconds = max(share[1] for share in shares)  # the ranks run side by side
+        memory = max((share[2] for share in shares), key=lambda m: m["peak_memory_mb"] or 0)
+    else:
+        memory = peak_memory(device if cuda else None)
     engine = pick_engine(engine)
-    metrics = coco_metrics(loader.dataset.coco, results, exp.class_names, exp.category_ids(), engine)
-    n = len(loader.dataset)
+    metrics = coco_metrics(dataset.coco, results, exp.class_names, exp.category_ids(), engine)
+    n = len(dataset)
     speed = {"images_per_s": round(n / seconds, 2) if seconds else None,
              "ms_per_image": round(1000 * seconds / n, 2) if n else None,
-             "batch_size": batch_size, "device": str(device), **peak_memory(device if cuda else None)}
-    return {"schema": 2, "split": split, "backend": backend.name, "engine": engine, "num_images": n,
-            "num_detections": len(results), **metrics, "speed": speed}, results
+             "batch_size": batch_size, "device": str(device), **memory}
+    metrics = {"schema": 2, "split": split, "backend": backend.name, "engine": engine, "num_images": n,
+               "num_detections": len(results), **metrics, "speed": speed}
+    if world > 1:
+        distributed.broadcast_object(metrics)
+    return metrics, results
 
 
 def peak_memory(cuda_device=None):
@@ -98,7 +122,7 @@ def latency_batch1(backend, exp, split, device, repeats=20, warmup=2):
         if device is not None and getattr(device, "type", "") == "cuda":
             torch.cuda.synchronize(device)
         start = time.perf_counter()
-        decode(backend(images), ratio, exp.num_classes, exp.test_conf, exp.nmsthre)
+        backend.detect_raw(images, ratio, exp.test_conf, exp.nmsthre)
         if i >= warmup:
             times.append(time.perf_counter() - start)
     return round(1000 * float(np.median(times)), 2) if times else None

@@ -12,7 +12,8 @@ import torch
 import torch.distributed as dist
 
 
-# Rank 0 validates while the others wait: allow for a long validation.
+# Every rank detects on its share of the validation images, then rank 0 alone scores them and
+# writes checkpoints and figures while the others wait: allow for a long COCO evaluation.
 TIMEOUT = datetime.timedelta(hours=2)
 
 
@@ -96,6 +97,27 @@ def broadcast_object(value):
     box = [value]
     dist.broadcast_object_list(box, src=0)
     return box[0]
+
+
+def gather_objects(value):
+    """Every rank's picklable value, in rank order, on every rank ([value] in one process)."""
+    if world_size() == 1:
+        return [value]
+    out = [None] * world_size()
+    dist.all_gather_object(out, value)
+    return out
+
+
+def mean_over_ranks(values, device):
+    """{name: number or scalar tensor} -> {name: scalar tensor}, each the mean over all ranks
+    (one all-reduce for the lot)."""
+    names = list(values)
+    stacked = torch.stack([torch.as_tensor(values[k], dtype=torch.float32, device=device).detach().reshape(())
+                           for k in names])
+    if world_size() > 1:
+        dist.all_reduce(stacked, op=dist.ReduceOp.SUM)
+        stacked /= world_size()
+    return dict(zip(names, stacked.unbind()))
 
 
 def broadcast_model(model):

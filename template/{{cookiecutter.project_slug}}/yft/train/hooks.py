@@ -122,23 +122,27 @@ class Progress(HookBase):
             self.bar.close()
 
 
-def rng_states():
-    """Every random generator training uses, as plain types torch.load(weights_only=True) accepts."""
+def rng_states(device=None):
+    """Every random generator this process uses, as plain types torch.load(weights_only=True)
+    accepts. On CUDA only this process's own GPU (reading the others would open a context on
+    every GPU from every rank)."""
     name, keys, pos, has_gauss, cached = np.random.get_state()
     states = {"python": random.getstate(), "numpy": [name, keys.tolist(), pos, has_gauss, cached],
               "torch": torch.get_rng_state()}
-    if torch.cuda.is_available():
-        states["cuda"] = torch.cuda.get_rng_state_all()
+    if device is not None and device.type == "cuda":
+        states["cuda_device"] = torch.cuda.get_rng_state(device)
     return states
 
 
-def restore_rng_states(states):
+def restore_rng_states(states, device=None):
     version, internal, gauss = states["python"]
     random.setstate((version, tuple(internal), gauss))
     name, keys, pos, has_gauss, cached = states["numpy"]
     np.random.set_state((name, np.array(keys, dtype=np.uint32), pos, has_gauss, cached))
     torch.set_rng_state(states["torch"])
-    if "cuda" in states and torch.cuda.is_available():
+    if "cuda_device" in states and device is not None and device.type == "cuda":
+        torch.cuda.set_rng_state(states["cuda_device"], device)
+    elif "cuda" in states and torch.cuda.is_available():  # checkpoints before cuda_device
         torch.cuda.set_rng_state_all(states["cuda"])
 
 
@@ -150,6 +154,7 @@ class Checkpointer(HookBase):
     Runs after the Evaluator, the LR/stopping hooks and MetricsLog: a checkpoint includes the
     epoch's validation, their state and its log rows, so a kill before it re-runs the whole epoch
     (MetricsLog cuts the log back to the checkpoint) and a kill after it loses nothing.
+    Runs on every rank: each rank's random generators are gathered (rng_per_rank); rank 0 writes.
     """
 
     def __init__(self, out_dir):
@@ -168,7 +173,9 @@ class Checkpointer(HookBase):
             "iteration": t.iter,  # batches consumed so far
             "best_ap": float(t.best_ap),
             "lr_scale": float(t.schedule.scale),
-            "rng": rng_states(),
+            "rng": rng_states(t.device),  # this rank's (rank 0's in the file)
+            "rng_per_rank": distributed.gather_objects(rng_states(t.device)),
+            "world_size": distributed.world_size(),
             "hooks": {type(h).__name__: h.state_dict() for h in t.hooks if hasattr(h, "state_dict")},
             "class_names": list(t.exp.class_names),
             "profile": getattr(t, "profile", "finetune"),  # finetune or scratch hyperparameters
@@ -178,7 +185,10 @@ class Checkpointer(HookBase):
 
     def after_epoch(self):
         t = self.trainer
-        save_checkpoint(self.out_dir / "last.pth", self.state())
+        state = self.state()  # every rank: the gathering is collective
+        if not distributed.is_main():
+            return
+        save_checkpoint(self.out_dir / "last.pth", state)
         epoch = t.epoch + 1
         if getattr(t, "best_epoch", None) == epoch:  # best.pth: a copy of the very checkpoint that scored best
             copy_atomic(self.out_dir / "last.pth", self.out_dir / "best.pth")
@@ -194,14 +204,17 @@ class Checkpointer(HookBase):
     def load_state_dict(self, state):
         t = self.trainer
         t.best_epoch = state["best_epoch"]
-        if t.best_epoch is not None and t.best_epoch == t.start_epoch:
+        if t.best_epoch is not None and t.best_epoch == t.start_epoch and distributed.is_main():
             # killed between last.pth and its copy to best.pth: finish that copy now
             copy_atomic(self.out_dir / "last.pth", self.out_dir / "best.pth")
 
 
 class Evaluator(HookBase):
     """Validate the EMA weights every exp.eval_interval epochs and on the last one; a new best
-    sets trainer.best_epoch (the Checkpointer then copies the epoch's checkpoint to best.pth)."""
+    sets trainer.best_epoch (the Checkpointer then copies the epoch's checkpoint to best.pth).
+
+    Runs on every rank: under DDP `evaluate` shards the images over the ranks and hands every
+    rank the same metrics; rank 0 writes history.json."""
 
     def __init__(self, evaluate, out_dir):
         self.evaluate, self.out_dir, self.history = evaluate, out_dir, []
@@ -220,14 +233,16 @@ class Evaluator(HookBase):
             t.best_ap, t.best_epoch = ap, epoch
         self.history.append({k: metrics[k] for k in ("epoch", "mAP50_95", "mAP50", "mAP75")}
                             | {"loss": t.losses.get("total_loss"), "lr": t.lr})
-        write_json(self.out_dir / "history.json", self.history, indent=1)
+        if distributed.is_main():
+            write_json(self.out_dir / "history.json", self.history, indent=1)
 
     def state_dict(self):
         return {"history": self.history}
 
     def load_state_dict(self, state):
         self.history = list(state["history"])
-        write_json(self.out_dir / "history.json", self.history, indent=1)  # drop a re-run epoch's entry
+        if distributed.is_main():
+            write_json(self.out_dir / "history.json", self.history, indent=1)  # drop a re-run epoch's entry
 
 
 class EarlyStopping(HookBase):

@@ -197,7 +197,8 @@ def train(exp, device, ckpt=None, resume=False, smoke=False, batch_size=None, am
 
     def validate(eval_model):
         metrics, _ = evaluate_backend(TorchBackend(eval_model, device), exp, "val", device,
-                                      batch_size=max(1, batch_size // world), progress=False)
+                                      batch_size=max(1, batch_size // world), progress=False,
+                                      sharded=True)
         return metrics
 
     main = distributed.is_main()
@@ -205,12 +206,12 @@ def train(exp, device, ckpt=None, resume=False, smoke=False, batch_size=None, am
         hooks.Freezer(),
         hooks.NoAugTail(),
         hooks.Multiscale(seed) if exp.multiscale else None,
-        hooks.Evaluator(validate, out_dir) if main else None,
+        hooks.Evaluator(validate, out_dir),  # every rank validates its share of the images
         hooks.EarlyStopping(exp.early_stop_patience) if exp.early_stop_patience else None,
         hooks.PlateauLR(exp.plateau_patience, exp.plateau_factor) if exp.plateau_patience else None,
         hooks.MetricsLog(out_dir) if main else None,
         # After validation, the hooks that react to it and the log rows: a checkpoint holds them all.
-        hooks.Checkpointer(out_dir) if main else None,
+        hooks.Checkpointer(out_dir),  # every rank (each rank's RNG state); rank 0 writes
         hooks.Tracker(exp.tracker, out_dir) if main and exp.tracker != "none" else None,
         hooks.CurvePlot(out_dir) if main else None,
         hooks.Progress(progress) if main else None,
@@ -227,9 +228,12 @@ def train(exp, device, ckpt=None, resume=False, smoke=False, batch_size=None, am
         trainer.train()
         if world > 1:  # a cheap guard against silent divergence between ranks
             disagreement = distributed.weights_disagreement(model, device)
-            log(f"DDP check: {world} ranks agree on the weights (max difference {disagreement:.3g})"
-                if disagreement == 0 else f"DDP check: ranks DISAGREE on the weights by {disagreement:.3g}")
             distributed.barrier()  # no rank tears the process group down while another still uses it
+            if disagreement != 0:
+                raise UserError(f"DDP check failed: the {world} processes ended with different weights "
+                                f"(max difference {disagreement:.3g}); last.pth holds rank 0's. This is a "
+                                "bug or a hardware fault, not your data: please report it")
+            log(f"DDP check: {world} ranks agree on the weights (max difference 0)")
     except FloatingPointError as err:  # the trainer's own divergence message, as one line
         raise UserError(str(err)) from None
     except torch.OutOfMemoryError:
@@ -281,5 +285,13 @@ def restore_state(trainer, state):
         saved = state.get("hooks", {}).get(type(hook).__name__)
         if saved is not None and hasattr(hook, "load_state_dict"):
             hook.load_state_dict(saved)
-    if distributed.world_size() == 1:  # with several ranks each has its own streams
-        hooks.restore_rng_states(state["rng"])
+    # Each rank's own random streams (python, numpy, torch, its GPU's) when the run had as many
+    # processes as now; after a change of process count they start afresh from the seed.
+    world, rank = distributed.world_size(), distributed.rank()
+    per_rank = state.get("rng_per_rank") or [state["rng"]]
+    if len(per_rank) == world:
+        hooks.restore_rng_states(per_rank[rank], trainer.device)
+    else:
+        log(f"resume: the checkpoint was written by {len(per_rank)} process(es), this run has {world}: "
+            "random streams (augmentation draws) start afresh and the images are dealt to the "
+            "processes differently; weights, optimiser, EMA, schedule and hooks are restored")

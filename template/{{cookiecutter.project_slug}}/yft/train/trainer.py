@@ -48,7 +48,8 @@ class Trainer:
     max_epoch, iters_per_epoch, input_size (current multiscale size), losses (floats of the
     last batch), lr (base LR), grad_norm, data_time / step_time (seconds, last batch),
     images_per_s, metrics (last validation or None), best_ap, should_stop, model (unwrapped),
-    ema, optimizer, scaler, schedule, frozen_units.
+    wrapped (the DistributedDataParallel wrapper under DDP, else the model), ema, optimizer,
+    scaler, schedule, frozen_units.
     """
 
     def __init__(self, exp, model, optimizer, schedule, loader, device, iters_per_epoch,
@@ -88,17 +89,25 @@ class Trainer:
         for module in self.frozen_modules:
             module.eval()
 
-    def set_frozen(self, units, frozen_modules):
-        """Record what is frozen; under DDP re-wrap, since DDP fixes its parameters at wrap time."""
-        self.frozen_units, self.frozen_modules = list(units), list(frozen_modules)
+    def wrap(self):
+        """Under DDP, train through DistributedDataParallel (it all-reduces the gradients).
+
+        DDP fixes the parameters it synchronises when it wraps, so this runs again whenever
+        the frozen set changes."""
         if distributed.world_size() > 1:
             device_ids = [self.device.index] if self.device.type == "cuda" else None
             self.wrapped = DistributedDataParallel(self.model, device_ids=device_ids,
                                                    find_unused_parameters=bool(self.frozen_units))
+
+    def set_frozen(self, units, frozen_modules):
+        """Record what is frozen and re-wrap the model for DDP."""
+        self.frozen_units, self.frozen_modules = list(units), list(frozen_modules)
+        self.wrap()
         self.train_mode()
 
     # ------------------------------------------------------------------ loop
     def train(self):
+        self.wrap()
         self.train_mode()
         self._data = iter(self.loader)
         self._call("before_train")
@@ -130,8 +139,12 @@ class Trainer:
 
         accumulate = max(1, int(self.exp.accumulate))
         stepping = (self.iter + 1) % accumulate == 0 or (self.iter + 1) % self.iters_per_epoch == 0
+        distributed_run = distributed.world_size() > 1
+        if distributed_run and not isinstance(self.wrapped, DistributedDataParallel):
+            raise RuntimeError(f"{distributed.world_size()} processes but the model is not wrapped in "
+                               "DistributedDataParallel: the ranks would train apart (call wrap())")
         # Under DDP, gradients are only all-reduced on the batch that steps the optimiser.
-        sync = stepping or not isinstance(self.wrapped, DistributedDataParallel)
+        sync = stepping or not distributed_run
         with (torch.enable_grad() if sync else self.wrapped.no_sync()):
             with torch.autocast(self.device.type, dtype=self.amp_dtype or torch.float32,
                                 enabled=self.amp_dtype is not None):
@@ -141,11 +154,18 @@ class Trainer:
                     self.check_diverged(images)  # a diverged model fails inside YOLOX's loss: say so
                     raise
             loss = self.weighted_loss(outputs)
-            # Reading the loss waits for the GPU, so on GPUs it is checked every log_interval
-            # batches and at the end of each epoch (before any checkpoint), not on every batch.
+            parts = {k: v.detach() if torch.is_tensor(v) else v for k, v in outputs.items()}
+            parts["total_loss"] = loss.detach()
+            # What the logs record (every log_interval batches and the last batch of each epoch)
+            # is the mean over all ranks; every rank takes part, so every rank checks the same value.
             last_of_epoch = (self.iter + 1) % self.iters_per_epoch == 0
-            if self.device.type == "cpu" or last_of_epoch or (self.iter + 1) % self.exp.log_interval == 0:
-                self.check_finite(loss)
+            logged = last_of_epoch or (self.iter + 1) % self.exp.log_interval == 0
+            if logged and distributed_run:
+                parts = distributed.mean_over_ranks(parts, self.device)
+            # Reading the loss waits for the GPU, so on GPUs it is checked at those batches
+            # (before any checkpoint), not on every batch.
+            if logged or self.device.type == "cpu":
+                self.check_finite(parts["total_loss"])
             self.scaler.scale(loss / accumulate).backward()
 
         if stepping:
@@ -161,8 +181,7 @@ class Trainer:
 
         self.lr = self.schedule(self.iter + 1)
         set_lr(self.optimizer, self.lr)
-        self._loss_tensors = {k: v.detach() if torch.is_tensor(v) else v for k, v in outputs.items()}
-        self._loss_tensors["total_loss"] = loss.detach()
+        self._loss_tensors = parts
         self._losses = None
         done = time.perf_counter()
         self.data_time, self.step_time = loaded - started, done - started
@@ -170,7 +189,10 @@ class Trainer:
 
     @property
     def losses(self):
-        """Loss parts of the last batch as floats (read lazily: reading waits for the device)."""
+        """Loss parts of the last batch as floats (read lazily: reading waits for the device).
+
+        Under DDP: the mean over all ranks on logged batches (every exp.log_interval-th and the
+        last of each epoch), this rank's own values on the others."""
         if self._losses is None:
             self._losses = {k: float(v) for k, v in self._loss_tensors.items()}
             if torch.is_tensor(self.grad_norm):

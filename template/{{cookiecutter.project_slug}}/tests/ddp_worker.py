@@ -1,0 +1,182 @@
+"""One rank of tests/test_train_ddp.py, started by torchrun (2 processes, gloo on the CPU).
+
+    python -m torch.distributed.run --standalone --nproc_per_node 2 tests/ddp_worker.py DATA OUT PHASE
+
+DATA holds a sample dataset; each rank writes OUT/rank<N>-<PHASE>.json with what it saw. The
+scenarios of a phase run one after another in the same processes (each train() joins and
+leaves the process group); the first phase ends with a kill, the second resumes.
+"""
+
+import faulthandler
+import json
+import os
+import sys
+import traceback
+from pathlib import Path
+
+import torch
+from torch.nn.parallel import DistributedDataParallel
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import yft.evaluate.run as evaluate_run  # noqa: E402
+from yft.data.loaders import build_train_loader  # noqa: E402
+from yft.inference import TorchBackend  # noqa: E402
+from yft.project import UserError, load_exp  # noqa: E402
+from yft.train import distributed  # noqa: E402
+from yft.train.hooks import HookBase  # noqa: E402
+from yft.train.optim import LRSchedule, build_optimizer  # noqa: E402
+from yft.train.run import train  # noqa: E402
+from yft.train.trainer import Trainer  # noqa: E402
+
+CPU = torch.device("cpu")
+RANK = int(os.environ["RANK"])
+DATA, OUT = Path(sys.argv[1]), Path(sys.argv[2])
+report = {"rank": RANK, "eval_images": []}
+
+# Count the validation images this rank detects on (sharding).
+_detect_split = evaluate_run.detect_split
+
+
+def counting_detect_split(backend, loader, exp, progress=True):
+    report["eval_images"].append(len(loader.dataset))
+    return _detect_split(backend, loader, exp, progress)
+
+
+evaluate_run.detect_split = counting_detect_split
+
+
+def tiny_exp(output):
+    exp = load_exp()
+    settings = {"data_dir": str(DATA), "output_dir": str(output), "data_num_workers": 0,
+                "input_size": (64, 64), "test_size": (64, 64), "max_epoch": 3, "warmup_epochs": 1,
+                "no_aug_epochs": 1, "multiscale": False, "tracker": "none", "seed": 3,
+                "early_stop_patience": 0, "ckpt_interval": 0, "eval_interval": 1,
+                "deterministic": True, "log_interval": 1}
+    for key, value in settings.items():
+        setattr(exp, key, value)
+    return exp
+
+
+class Record(HookBase):
+    """Per step: the model is trained through DDP; the logged losses (both ranks compare them)."""
+
+    def __init__(self):
+        self.wrapped, self.losses, self.metrics = [], [], []
+
+    def before_step(self):
+        self.wrapped.append(isinstance(self.trainer.wrapped, DistributedDataParallel))
+
+    def after_step(self):
+        self.losses.append(self.trainer.losses["total_loss"])
+
+    def after_epoch(self):
+        self.metrics.append(self.trainer.metrics["mAP50_95"])
+
+
+class Kill(HookBase):
+    def after_epoch(self):
+        if self.trainer.epoch == 1:
+            raise KeyboardInterrupt  # every rank dies after epoch 2 was checkpointed
+
+
+class Diverge(HookBase):
+    def after_train(self):
+        if distributed.rank() == 1:
+            with torch.no_grad():
+                next(self.trainer.model.parameters()).add_(1.0)
+
+
+def run_kwargs(out):
+    return {"batch_size": 4, "progress": False, "max_iters_per_epoch": 2, "out_dir": out}
+
+
+def scenario_train():
+    record = Record()
+    out = train(tiny_exp(OUT / "runs"), CPU, extra_hooks=[record], **run_kwargs(OUT / "straight"))
+    report.update(wrapped=record.wrapped, losses=record.losses, metrics=record.metrics, out=str(out))
+
+
+def scenario_kill():
+    """Every rank dies after epoch 2 (the last scenario of its torchrun: a real kill ends the processes)."""
+    try:
+        train(tiny_exp(OUT / "runs"), CPU, extra_hooks=[Kill()], **run_kwargs(OUT / "split"))
+    except KeyboardInterrupt:
+        report["killed"] = True
+
+
+def scenario_resume():
+    train(tiny_exp(OUT / "runs"), CPU, resume=True, **run_kwargs(OUT / "split"))
+
+
+def scenario_diverge():
+    exp = tiny_exp(OUT / "runs")
+    exp.max_epoch = 1
+    try:
+        train(exp, CPU, extra_hooks=[Diverge()], **run_kwargs(OUT / "diverge"))
+        report["diverge"] = "no error"
+    except UserError as err:
+        report["diverge"] = str(err)
+
+
+def scenario_sharded_eval():
+    """A model that detects plenty (untrained, biased heads), evaluated by both ranks together."""
+    exp = tiny_exp(OUT / "runs")
+    exp.test_conf = 0.3
+    device = distributed.init(CPU)
+    try:
+        torch.manual_seed(0)
+        model = exp.get_model()
+        with torch.no_grad():
+            for obj, cls in zip(model.head.obj_preds, model.head.cls_preds):
+                obj.bias.fill_(1.0)
+                cls.bias.normal_(0.0, 1.0)
+        if RANK == 0:
+            torch.save({"model": model.state_dict()}, OUT / "detecting.pth")
+        metrics, results = evaluate_run.evaluate_backend(
+            TorchBackend(model, device), exp, "val", device, batch_size=2,
+            progress=False, sharded=True)
+        report["sharded_eval"] = {"metrics": {k: metrics[k] for k in ("mAP50_95", "mAP50", "num_detections",
+                                                                      "num_images", "per_class")},
+                                  "detections": results}
+        distributed.barrier()
+    finally:
+        distributed.shutdown()
+
+
+def scenario_bare_trainer():
+    """The Trainer alone (no Freezer hook) still trains through DDP, and refuses to step unwrapped."""
+    exp = tiny_exp(OUT / "runs")
+    exp.max_epoch = 1
+    device = distributed.init(CPU)
+    try:
+        model = exp.get_model()
+        distributed.broadcast_model(model)
+        loader = build_train_loader(exp, 2, CPU, seed=3, rank=RANK, world_size=2)
+        optimizer = build_optimizer(model, exp, CPU)
+        trainer = Trainer(exp, model, optimizer, LRSchedule(exp, 0.01, 2), loader, device, 2)
+        trainer._data = iter(loader)
+        try:
+            trainer.run_step()
+            report["unwrapped_step"] = "ran"
+        except RuntimeError as err:
+            report["unwrapped_step"] = str(err)
+        trainer.train()
+        report["bare_trainer_disagreement"] = distributed.weights_disagreement(model, device)
+        distributed.barrier()
+    finally:
+        distributed.shutdown()
+
+
+PHASES = {"first": (scenario_train, scenario_kill),
+          "second": (scenario_resume, scenario_diverge, scenario_sharded_eval, scenario_bare_trainer)}
+PHASE = sys.argv[3]
+faulthandler.dump_traceback_later(420, exit=True)  # a hang shows where, instead of waiting for gloo's timeout
+try:
+    for scenario in PHASES[PHASE]:
+        scenario()
+except BaseException:  # noqa: BLE001 - the test reads the traceback from the report
+    report["error"] = traceback.format_exc()
+    raise
+finally:
+    (OUT / f"rank{RANK}-{PHASE}.json").write_text(json.dumps(report, indent=1, default=str))
