@@ -19,15 +19,15 @@ from torch.nn.parallel import DistributedDataParallel
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import yft.evaluate.run as evaluate_run  # noqa: E402
-from yft.data.loaders import build_train_loader  # noqa: E402
-from yft.inference import TorchBackend  # noqa: E402
-from yft.project import UserError, load_exp  # noqa: E402
-from yft.train import distributed  # noqa: E402
-from yft.train.hooks import HookBase  # noqa: E402
-from yft.train.optim import LRSchedule, build_optimizer  # noqa: E402
-from yft.train.run import train  # noqa: E402
-from yft.train.trainer import Trainer  # noqa: E402
+import yft.evaluate.run as evaluate_run
+from yft.data.loaders import build_train_loader
+from yft.inference import TorchBackend
+from yft.project import UserError, load_exp
+from yft.train import distributed
+from yft.train.hooks import HookBase
+from yft.train.optim import LRSchedule, build_optimizer
+from yft.train.run import train
+from yft.train.trainer import Trainer
 
 CPU = torch.device("cpu")
 RANK = int(os.environ["RANK"])
@@ -48,11 +48,24 @@ evaluate_run.detect_split = counting_detect_split
 
 def tiny_exp(output):
     exp = load_exp()
-    settings = {"data_dir": str(DATA), "output_dir": str(output), "data_num_workers": 0,
-                "input_size": (64, 64), "test_size": (64, 64), "max_epoch": 3, "warmup_epochs": 1,
-                "no_aug_epochs": 1, "multiscale": False, "tracker": "none", "seed": 3,
-                "early_stop_patience": 0, "ckpt_interval": 0, "eval_interval": 1,
-                "deterministic": True, "log_interval": 1}
+    settings = {
+        "data_dir": str(DATA),
+        "output_dir": str(output),
+        "data_num_workers": 0,
+        "input_size": (64, 64),
+        "test_size": (64, 64),
+        "max_epoch": 3,
+        "warmup_epochs": 1,
+        "no_aug_epochs": 1,
+        "multiscale": False,
+        "tracker": "none",
+        "seed": 3,
+        "early_stop_patience": 0,
+        "ckpt_interval": 0,
+        "eval_interval": 1,
+        "deterministic": True,
+        "log_interval": 1,
+    }
     for key, value in settings.items():
         setattr(exp, key, value)
     return exp
@@ -134,11 +147,14 @@ def scenario_sharded_eval():
         if RANK == 0:
             torch.save({"model": model.state_dict()}, OUT / "detecting.pth")
         metrics, results = evaluate_run.evaluate_backend(
-            TorchBackend(model, device), exp, "val", device, batch_size=2,
-            progress=False, sharded=True)
-        report["sharded_eval"] = {"metrics": {k: metrics[k] for k in ("mAP50_95", "mAP50", "num_detections",
-                                                                      "num_images", "per_class")},
-                                  "detections": results}
+            TorchBackend(model, device), exp, "val", device, batch_size=2, progress=False, sharded=True
+        )
+        report["sharded_eval"] = {
+            "metrics": {
+                k: metrics[k] for k in ("mAP50_95", "mAP50", "num_detections", "num_images", "per_class")
+            },
+            "detections": results,
+        }
         distributed.barrier()
     finally:
         distributed.shutdown()
@@ -168,14 +184,16 @@ def scenario_bare_trainer():
         distributed.shutdown()
 
 
-PHASES = {"first": (scenario_train, scenario_kill),
-          "second": (scenario_resume, scenario_diverge, scenario_sharded_eval, scenario_bare_trainer)}
+PHASES = {
+    "first": (scenario_train, scenario_kill),
+    "second": (scenario_resume, scenario_diverge, scenario_sharded_eval, scenario_bare_trainer),
+}
 PHASE = sys.argv[3]
 faulthandler.dump_traceback_later(420, exit=True)  # a hang shows where, instead of waiting for gloo's timeout
 try:
     for scenario in PHASES[PHASE]:
         scenario()
-except BaseException:  # noqa: BLE001 - the test reads the traceback from the report
+except BaseException:
     report["error"] = traceback.format_exc()
     raise
 finally:

@@ -37,14 +37,29 @@ def ddp_run(tmp_path_factory):
     reports = {}
     for phase in ("first", "second"):  # the first ends with a kill; the second resumes
         result = subprocess.run(
-            [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-             str(WORKER), str(root / "data"), str(out), phase],
-            cwd=ROOT, capture_output=True, text=True, timeout=600, env=os.environ | {"OMP_NUM_THREADS": "1"})
+            [
+                sys.executable,
+                "-m",
+                "torch.distributed.run",
+                "--standalone",
+                "--nproc_per_node=2",
+                str(WORKER),
+                str(root / "data"),
+                str(out),
+                phase,
+            ],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=600,
+            env=os.environ | {"OMP_NUM_THREADS": "1"},
+        )
         files = [out / f"rank{r}-{phase}.json" for r in (0, 1)]
         found = [json.loads(f.read_text()) for f in files if f.is_file()]
         errors = [r["error"] for r in found if r.get("error")]
         assert result.returncode == 0 and len(found) == 2 and not errors, (
-            "\n".join(errors) or result.stdout[-2000:] + result.stderr[-4000:])
+            "\n".join(errors) or result.stdout[-2000:] + result.stderr[-4000:]
+        )
         reports[phase] = found
     merged = [reports["first"][r] | reports["second"][r] for r in (0, 1)]
     return exp, out, merged
@@ -75,13 +90,21 @@ def test_validation_is_sharded_and_matches_one_process(ddp_run):
     assert set(rank0["eval_images"]) == {4} and set(rank1["eval_images"]) == {3}
     assert rank0["metrics"] == rank1["metrics"]
     shared = rank0["sharded_eval"]
-    assert rank1["sharded_eval"]["metrics"] == shared["metrics"] and rank1["sharded_eval"]["detections"] is None
+    assert (
+        rank1["sharded_eval"]["metrics"] == shared["metrics"] and rank1["sharded_eval"]["detections"] is None
+    )
     # One process, the same model: the same detections in the same order, the same metrics.
     exp.test_size, exp.test_conf = (64, 64), 0.3
     model = exp.get_model()
     load_weights(model, load_checkpoint(out / "detecting.pth"))
-    metrics, results = evaluate_backend(TorchBackend(model, torch.device("cpu")), exp, "val",
-                                        torch.device("cpu"), batch_size=2, progress=False)
+    metrics, results = evaluate_backend(
+        TorchBackend(model, torch.device("cpu")),
+        exp,
+        "val",
+        torch.device("cpu"),
+        batch_size=2,
+        progress=False,
+    )
     assert shared["metrics"]["num_images"] == 7 and shared["metrics"]["num_detections"] > 20
     assert shared["detections"] == results
     assert shared["metrics"]["mAP50"] > 0

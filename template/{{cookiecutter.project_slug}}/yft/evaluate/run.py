@@ -30,13 +30,12 @@ import time
 
 import numpy as np
 import torch
-
 from tqdm import tqdm
 
 from yft.data.loaders import build_eval_loader
 from yft.evaluate.coco_metrics import coco_metrics, to_coco_results
-from yft.train import distributed
 from yft.io import write_json
+from yft.train import distributed
 
 
 def detect_split(backend, loader, exp, progress=True):

@@ -11,7 +11,6 @@ import os
 import torch
 import torch.distributed as dist
 
-
 # Every rank detects on its share of the validation images, then rank 0 alone scores them and
 # writes checkpoints and figures while the others wait: allow for a long COCO evaluation.
 TIMEOUT = datetime.timedelta(hours=2)
