@@ -127,8 +127,3 @@ def check_split(exp, split):
     _checked[key] = coco
     return coco
 
-
-def check_split(exp, split):
-    """Fail early, in one line, when a split is missing or its data is bad (structure,
-    categories, ids, boxes, image headers); returns the COCO dict."""
-    return precheck(exp, split)
