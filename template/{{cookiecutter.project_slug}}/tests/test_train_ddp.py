@@ -8,6 +8,7 @@ resume after a kill is exact on every rank; ranks that end with different weight
 
 import json
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -36,29 +37,38 @@ def ddp_run(tmp_path_factory):
     out.mkdir()
     reports = {}
     for phase in ("first", "second"):  # the first ends with a kill; the second resumes
-        result = subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "torch.distributed.run",
-                "--standalone",
-                "--nproc_per_node=2",
-                str(WORKER),
-                str(root / "data"),
-                str(out),
-                phase,
-            ],
+        command = [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--standalone",
+            "--nproc_per_node=2",
+            str(WORKER),
+            str(root / "data"),
+            str(out),
+            phase,
+        ]
+        # Its own process group: on a timeout the ranks go too, not only torchrun.
+        with subprocess.Popen(
+            command,
             cwd=ROOT,
-            capture_output=True,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
             text=True,
-            timeout=600,
             env=os.environ | {"OMP_NUM_THREADS": "1"},
-        )
+            start_new_session=True,
+        ) as proc:
+            try:
+                stdout, stderr = proc.communicate(timeout=600)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                raise
+        result = subprocess.CompletedProcess(command, proc.returncode, stdout, stderr)
         files = [out / f"rank{r}-{phase}.json" for r in (0, 1)]
         found = [json.loads(f.read_text()) for f in files if f.is_file()]
-        errors = [r["error"] for r in found if r.get("error")]
+        errors = [f"rank {r['rank']}, phase {phase}: {r['error']}" for r in found if r.get("error")]
         assert result.returncode == 0 and len(found) == 2 and not errors, (
-            "\n".join(errors) or result.stdout[-2000:] + result.stderr[-4000:]
+            "\n".join(errors) or f"phase {phase}: " + result.stdout[-2000:] + result.stderr[-4000:]
         )
         reports[phase] = found
     merged = [reports["first"][r] | reports["second"][r] for r in (0, 1)]
