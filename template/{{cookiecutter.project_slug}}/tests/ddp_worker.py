@@ -70,6 +70,7 @@ def tiny_exp(output):
     }
     for key, value in settings.items():
         setattr(exp, key, value)
+    exp.pretrained = None  # random weights: no download
     return exp
 
 

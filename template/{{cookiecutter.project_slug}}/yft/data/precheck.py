@@ -126,4 +126,3 @@ def check_split(exp, split):
         )
     _checked[key] = coco
     return coco
-
