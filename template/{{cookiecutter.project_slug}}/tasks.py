@@ -334,7 +334,8 @@ def train(c, exp=None, device="auto", ckpt=None, resume=False, smoke=False, name
     "metric": "Objective: mAP50_95 (default), mAP50 or mAP75 on val",
     "pruner": "median (default), hyperband or none: stops hopeless trials after a validation",
     "seed": "sampler seed (give each parallel worker its own)",
-    "ckpt": "Start every trial from these weights (e.g. COCO-pretrained)",
+    "ckpt": "Start every trial from these weights (default: as `invoke train`, the Exp's pretrained)",
+    "from_scratch": "Trials train from random weights with the from-scratch profile (scratch_* in the Exp)",
     "device": "auto, cpu, cuda, cuda:1 (one worker per GPU: run one tune per device)",
     "batch_size": "batch size (default: the Exp's)",
     "timeout": "Stop starting trials after this many seconds (0: no limit)",
@@ -343,14 +344,14 @@ def train(c, exp=None, device="auto", ckpt=None, resume=False, smoke=False, name
 @friendly
 def tune(c, exp=None, trials=20, epochs=10, iters=0, study="default", storage=None, space=None,
          metric="mAP50_95", pruner="median", seed=-1, ckpt=None, device="auto", batch_size=0,
-         timeout=0, set_=None, verbose=False):
+         timeout=0, set_=None, verbose=False, from_scratch=False):
     """Hyperparameter search (Optuna): trials are normal runs; best settings, table and plots."""
     from yft.device import pick_device
     from yft.train.tune import tune as run_tune
     from yft.train.tune_report import summarize
     result, url, out = run_tune(exp, pick_device(device), trials, epochs, iters, study, storage, space, metric,
                                 pruner, None if seed < 0 else seed, ckpt, batch_size or None, set_ or (),
-                                timeout or None, verbose)
+                                timeout or None, verbose, from_scratch)
     summarize(result, _exp(exp, set_ or ()), url, out, metric)
 
 

@@ -107,3 +107,39 @@ def test_every_task_accepts_its_own_defaults():
         defaults = {n: p.default for n, p in inspect.signature(body).parameters.items()
                     if p.default is not inspect.Parameter.empty}
         check_options(body, defaults)
+
+
+def test_tune_without_weights_is_one_line_and_from_scratch_searches_the_lr_in_use(exp, tmp_path, monkeypatch):
+    # tune without cached pretrained weights (offline) failed inside Optuna's first trial: a
+    # traceback and a failed trial in the study; its advice (--from-scratch) was no tune option;
+    # and from-scratch trials searched basic_lr_per_img, which the scratch profile replaces
+    import torch
+
+    from yft.data.sample import make_sample_dataset
+    from yft.train import tune as tune_module
+
+    make_sample_dataset(exp, counts=(2, 2, 0), seed=0)
+    sets = [f"data_dir={exp.data_dir}", f"output_dir={exp.output_dir}"]
+    monkeypatch.setenv("YFT_WEIGHTS", str(tmp_path / "empty cache"))
+
+    def offline(*args, **kwargs):
+        from yft.train.weights import DownloadError
+
+        raise DownloadError("offline", "no network")
+
+    monkeypatch.setattr("yft.train.weights.download_weights", offline)
+    with pytest.raises(UserError, match="no pretrained weights .* --from-scratch"):
+        tune_module.tune(exp.exp_file, torch.device("cpu"), 1, 1, 1, overrides=[*sets, "pretrained=auto"])
+    assert not (tmp_path / "runs").exists()  # no study database, no trial folder
+
+    seen = {}
+
+    def record(study_space, *args, **kwargs):
+        seen.update(study_space)
+        raise UserError("stop here")
+
+    monkeypatch.setattr(tune_module.tune_space, "validate_space", lambda exp, space, where: record(space))
+    with pytest.raises(UserError, match="stop here"):
+        tune_module.tune(exp.exp_file, torch.device("cpu"), 1, 1, 1, overrides=sets, from_scratch=True)
+    assert "scratch_basic_lr_per_img" in seen and "basic_lr_per_img" not in seen
+    assert seen["scratch_basic_lr_per_img"]["high"] == pytest.approx(exp.scratch_basic_lr_per_img * 10)

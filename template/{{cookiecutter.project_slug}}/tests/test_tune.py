@@ -70,7 +70,7 @@ def test_bad_storage_starts_nothing(exp, tmp_path):
         port = s.getsockname()[1]
     with pytest.raises(UserError, match=r"^--storage postgresql://yft:\*\*\*@127.0.0.1:\d+/db: "):
         tune(exp.exp_file, torch.device("cpu"), 2, 1, 1, storage=f"postgresql://yft:secret@127.0.0.1:{port}/db",
-             overrides=[f"data_dir={exp.data_dir}", f"output_dir={exp.output_dir}"])
+             overrides=[f"data_dir={exp.data_dir}", f"output_dir={exp.output_dir}", "pretrained=none"])
     with pytest.raises(UserError, match="--metric mAP: use one of"):
         tune(exp.exp_file, torch.device("cpu"), metric="mAP", overrides=[f"output_dir={exp.output_dir}"])
     assert not Path(exp.output_dir).exists()

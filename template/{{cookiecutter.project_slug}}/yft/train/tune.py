@@ -213,9 +213,12 @@ def best_trial(study):
     return max(complete, key=lambda t: (t.value, -t.number)) if complete else None
 
 
+SCRATCH_KEYS = {"basic_lr_per_img": "scratch_basic_lr_per_img", "warmup_epochs": "scratch_warmup_epochs"}
+
+
 def tune(exp_path, device, n_trials=20, epochs=10, iters=0, study_name="default", storage=None,
          space_file=None, metric="mAP50_95", pruner="median", seed=None, ckpt=None, batch_size=None,
-         overrides=(), timeout=None, verbose=False):
+         overrides=(), timeout=None, verbose=False, from_scratch=False):
     """Run (or resume, or join) a study until it holds n_trials finished trials; returns
     (study, storage URL, tune folder)."""
     import optuna
@@ -234,11 +237,25 @@ def tune(exp_path, device, n_trials=20, epochs=10, iters=0, study_name="default"
         raise UserError(f"{ckpt}: checkpoint not found")
     base = [*overrides, f"max_epoch={epochs}"]
     exp = load_exp(exp_path, base)
-    space = tune_space.validate_space(
-        exp, tune_space.load_space_file(space_file) if space_file else tune_space.exp_space(exp),
-        space_file or "the Exp's tune_space")
     check_split(exp, "train")
     check_split(exp, "val")
+    # the starting weights once, before the study exists: missing pretrained weights are one line,
+    # not a failed trial in the database under Optuna's traceback (a download lands in the cache)
+    from yft.train.weights import starting_weights
+
+    if starting_weights(exp, ckpt, from_scratch).profile == "scratch":
+        # without starting weights a run trains with scratch_basic_lr_per_img and
+        # scratch_warmup_epochs in place of the finetuning two: search those, else the LR and
+        # warmup of the trials would change nothing
+        import copy
+
+        view = copy.copy(exp)
+        view.basic_lr_per_img, view.warmup_epochs = exp.scratch_basic_lr_per_img, exp.scratch_warmup_epochs
+        raw = tune_space.load_space_file(space_file) if space_file else tune_space.exp_space(view)
+        raw = {SCRATCH_KEYS.get(key, key): value for key, value in raw.items()}
+    else:
+        raw = tune_space.load_space_file(space_file) if space_file else tune_space.exp_space(exp)
+    space = tune_space.validate_space(exp, raw, space_file or "the Exp's tune_space")
     url = storage or default_storage(exp, study_name)
     store = open_storage(url)
     out = tune_root(exp) / study_name
@@ -281,7 +298,8 @@ def tune(exp_path, device, n_trials=20, epochs=10, iters=0, study_name="default"
         run.mkdir(parents=True)
         try:
             with _captured(run / "tune_trial.log", verbose):
-                train(trial_exp, device, ckpt=ckpt, batch_size=batch_size, out_dir=run, progress=False,
+                train(trial_exp, device, ckpt=ckpt, from_scratch=from_scratch, batch_size=batch_size,
+                      out_dir=run, progress=False,
                       max_iters_per_epoch=iters or None, extra_hooks=[report])
         except FloatingPointError as err:  # diverged: a fact about these settings, not an error
             trial.set_user_attr("error", str(err).split(";")[0])
