@@ -59,6 +59,9 @@ def label_issues(
             exp, images, out, device, folds, epochs, seed, group_by, train_kwargs, log
         )
     oos.attach(images, preds)
+    # Every image's out-of-sample predictions, in label_scores.json's image order: what the
+    # ranking was computed from (the benchmark ranks the same predictions with its baselines).
+    write_json(out / "predictions.json", [im["predictions"].round(2).tolist() for im in images])
     rows, image_scores = find_issues(images, list(exp.class_names))
     issues = review.issue_rows(rows)
     review.write_table(out, issues)
