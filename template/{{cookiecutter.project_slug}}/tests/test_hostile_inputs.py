@@ -143,3 +143,17 @@ def test_tune_without_weights_is_one_line_and_from_scratch_searches_the_lr_in_us
         tune_module.tune(exp.exp_file, torch.device("cpu"), 1, 1, 1, overrides=sets, from_scratch=True)
     assert "scratch_basic_lr_per_img" in seen and "basic_lr_per_img" not in seen
     assert seen["scratch_basic_lr_per_img"]["high"] == pytest.approx(exp.scratch_basic_lr_per_img * 10)
+
+
+def test_a_json_file_given_as_checkpoint_is_one_line_naming_it(tmp_path):
+    # torch's load error spans lines; the task printed only its last ("Check the documentation
+    # of torch.load ..."), without the file or the cause
+    from yft.train.checkpoint import load_checkpoint
+
+    bad = tmp_path / "labels.json"
+    bad.write_text('{"images": []}')
+    with pytest.raises(UserError) as caught:
+        load_checkpoint(bad)
+    message = str(caught.value)
+    assert "\n" not in message and message.startswith(f"{bad}: not a loadable checkpoint")
+    assert "weights_only" not in message

@@ -57,6 +57,16 @@ def verify_archive(path):
                         "a broken copy); restore it from a backup or train again")
 
 
+def _one_line(err):
+    """The cause in torch's many-line load errors ('Unsupported operand 123' of a JSON file, not
+    its closing advice, which the one-line error of the tasks would keep)."""
+    text = str(err)
+    if "WeightsUnpickler error:" in text:
+        text = text.split("WeightsUnpickler error:", 1)[1]
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    return (lines[0] if lines else "unreadable")[:200]
+
+
 def load_checkpoint(path):
     """Load a checkpoint dict safely (see the module docstring); the message names the file."""
     path = Path(path)
@@ -74,7 +84,7 @@ def load_checkpoint(path):
                 "unpickling, which can run any code. Only tensors, numbers, strings and numpy scalars "
                 "are loaded; if you trust the file, re-save just its weights with "
                 "torch.save({'model': state_dict}, path)") from None
-        raise UserError(f"{path}: not a loadable checkpoint ({type(err).__name__}: {err})") from None
+        raise UserError(f"{path}: not a loadable checkpoint ({type(err).__name__}: {_one_line(err)})") from None
     if not isinstance(state, dict):
         raise UserError(f"{path}: holds a {type(state).__name__}, not a checkpoint (a dict of "
                         "weights, or a dict with the weights under 'model')")
