@@ -99,7 +99,7 @@ def sample_data(c, exp=None, train=64, val=16, test=16, seed=0, force=False):
     "skip_missing_images": "Leave out labels whose image is missing (counted) instead of failing",
     "require_labels": "Fail on an image without a label file instead of keeping it as a negative",
     "strict": "Fail when any annotation is not converted (the summary's table)",
-    "force": "Replace --out (and its report) when it exists",
+    "force": "Replace --out (and its report) when it exists; a --to yolo folder is never replaced (give a new one)",
     "exp": "FILE: the Exp (its class names and ids)"})
 @friendly
 def convert(c, from_=None, src=None, out=None, images=None, to="coco", map_=None, names=None,
