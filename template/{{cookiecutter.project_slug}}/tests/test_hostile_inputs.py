@@ -157,3 +157,22 @@ def test_a_json_file_given_as_checkpoint_is_one_line_naming_it(tmp_path):
     message = str(caught.value)
     assert "\n" not in message and message.startswith(f"{bad}: not a loadable checkpoint")
     assert "weights_only" not in message
+
+
+def test_a_run_stopped_before_its_first_checkpoint_names_the_earlier_one(exp):
+    # Ctrl-C in the first epoch leaves `latest` on a run without a checkpoint: eval, predict and
+    # export said only "is it still training? wait", not where the last good weights are
+    from pathlib import Path
+
+    from yft.inference import default_checkpoint
+    from yft.runs import new_run
+
+    first = new_run(exp)
+    (first / "best.pth").write_bytes(b"weights")
+    second = new_run(exp)
+    assert second != first
+    with pytest.raises(UserError, match=r"no checkpoint in .*train2 \(still training, or stopped .* "
+                                        r"--ckpt .*train/best\.pth"):
+        default_checkpoint(exp)
+    (Path(second) / "last.pth").write_bytes(b"weights")  # its first epoch ended
+    assert default_checkpoint(exp) == Path(second) / "last.pth"

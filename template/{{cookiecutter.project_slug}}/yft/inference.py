@@ -276,8 +276,15 @@ def default_checkpoint(exp):
     for name in ("best.pth", "last.pth"):
         if (folder / name).is_file():
             return folder / name
-    raise UserError(f"no checkpoint in {relative(folder)} yet (is it still training?): wait for its first "
-                    "epoch, or pass --ckpt")
+    # a run stopped (Ctrl-C) before its first checkpoint still is `latest`: name the newest
+    # earlier run that has one, rather than only suggest waiting
+    from yft.runs import numbered
+
+    earlier = [run / name for run in reversed(numbered(folder.parent, "train")) if run != folder
+               for name in ("best.pth", "last.pth") if (run / name).is_file()]
+    hint = f"pass --ckpt, e.g. --ckpt {relative(earlier[0])}" if earlier else "pass --ckpt"
+    raise UserError(f"no checkpoint in {relative(folder)} (still training, or stopped before the end of "
+                    f"its first epoch): wait for it, or {hint}")
 
 
 def load_model(exp, ckpt):
