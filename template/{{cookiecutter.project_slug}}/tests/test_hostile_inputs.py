@@ -176,3 +176,32 @@ def test_a_run_stopped_before_its_first_checkpoint_names_the_earlier_one(exp):
         default_checkpoint(exp)
     (Path(second) / "last.pth").write_bytes(b"weights")  # its first epoch ended
     assert default_checkpoint(exp) == Path(second) / "last.pth"
+
+
+def test_labelstudio_storage_path_picks_the_subfolder_it_names(tmp_path):
+    # s3://bucket/x/sub b/dup.jpg with --images holding sub a/dup.jpg and sub b/dup.jpg was
+    # refused as ambiguous: the file-name fallback ran before the longer path 'sub b/dup.jpg'
+    import json
+
+    images = tmp_path / "my images"
+    jpg(images / "sub a" / "dup.jpg")
+    jpg(images / "sub b" / "dup.jpg")
+
+    def task(tid, ref, label):
+        value = {"x": 10, "y": 10, "width": 20, "height": 20, "rotation": 0, "rectanglelabels": [label]}
+        result = {"id": f"r{tid}", "type": "rectanglelabels", "original_width": 100, "original_height": 50,
+                  "value": value}
+        return {"id": tid, "data": {"image": ref}, "annotations": [{"id": tid, "result": [result]}]}
+
+    src = tmp_path / "export.json"
+    src.write_text(json.dumps([task(1, "s3://bucket/x/sub a/dup.jpg", "cat"),
+                               task(2, "/data/local-files/?d=other/sub%20b/dup.jpg", "dog")]))
+    out = tmp_path / "out.json"
+    convert("labelstudio", [src], images, out, NAMES, IDS)
+    coco = json.loads(out.read_text())
+    names = {i["id"]: i["file_name"] for i in coco["images"]}
+    assert sorted((names[a["image_id"]], a["category_id"]) for a in coco["annotations"]) == [
+        ("sub a/dup.jpg", 1), ("sub b/dup.jpg", 2)]
+    with pytest.raises(UserError, match="ambiguous"):  # a bare name still cannot choose
+        src.write_text(json.dumps([task(1, "http://host/img/dup.jpg", "cat")]))
+        convert("labelstudio", [src], images, tmp_path / "amb.json", NAMES, IDS)

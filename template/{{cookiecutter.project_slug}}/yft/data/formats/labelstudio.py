@@ -44,6 +44,9 @@ def _image_ref(data, where):
 def _locate(ref, ctx, where):
     """The image of a reference in --images (longest matching path first), or None."""
     path = image_ref_name(ref)
+    for candidate in suffixes(path):  # exact relative paths first: the file-name fallback of
+        if candidate in ctx.index.known:  # lookup() would call 'x/sub b/dup.jpg' ambiguous
+            return candidate
     for candidate in suffixes(path):
         rel = ctx.index.lookup(candidate, where)
         if rel is not None:
