@@ -52,8 +52,12 @@ def test_life_cycle(project):
     assert (run / "report.html").stat().st_size > 0 and (run / "eval_val_torch" / "metrics.json").is_file()
 
     ckpt = run / "best.pth"
+    first_eval = (run / "eval_val_torch" / "metrics.json").read_bytes()
     evaluation = invoke(project, "eval", "--ckpt", str(ckpt), "--device", "cpu")
-    metrics = json.loads((run / "eval_val_torch" / "metrics.json").read_text())
+    # train's own evaluation is kept as it was; the rerun gets the next numbered folder
+    assert (run / "eval_val_torch" / "metrics.json").read_bytes() == first_eval
+    assert "writing to runs/hats_yolox_nano/smoke/eval_val_torch2" in evaluation.stdout
+    metrics = json.loads((run / "eval_val_torch2" / "metrics.json").read_text())
     for key in ("mAP50_95", "mAP50", "mAP75", "per_class", "speed", "notes", "num_images"):
         assert key in metrics
     assert metrics["num_images"] == 8

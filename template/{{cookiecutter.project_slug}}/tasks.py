@@ -381,23 +381,30 @@ def check(c, exp=None, ckpt=None, device="auto", batch_size=0):
 
 # ---------------------------------------------------------------- evaluate
 
+# One rule for every task's results (yft/runs.py output_dir): a rerun never writes over them.
+OUTPUT = ("DIR: output folder (default: {}; a rerun writes to a new numbered folder, ...2, ...3); "
+          "one that already holds results needs --force")
+FORCE = ("Write into the output folder even if it holds an earlier result (same-named files replaced, "
+         "nothing else deleted)")
+
 
 @task(name="eval", iterable=["set_"], help={
     "exp": "Exp file", "ckpt": "Checkpoint (default: runs/<exp>/latest/best.pth)",
     "split": "val or test", "device": "auto, cpu, cuda, mps",
     "backend": "torch, onnx (an .onnx file as --ckpt) or trt", "batch_size": "Images per batch",
     "conf": "Confidence for the error analysis (default: the F1-best one)",
-    "output": "Run folder (default: eval_<split>_<backend> next to the checkpoint)",
-    "set_": "Override an Exp setting, e.g. --set test_conf=0.001"})
+    "output": "DIR: the eval folder (default: eval_<split>_<backend> next to the checkpoint; a rerun "
+              "writes eval_<split>_<backend>2, ...); an existing one that holds results needs --force",
+    "set_": "Override an Exp setting, e.g. --set test_conf=0.001", "force": FORCE})
 @friendly
 def evaluate(c, exp=None, ckpt=None, split="val", device="auto", backend="torch", batch_size=8,
-             conf=-1.0, output=None, set_=None):
+             conf=-1.0, output=None, set_=None, force=False):
     """COCO metrics (pycocotools' numbers), per-class AP, P/R/F1, confusion matrix, PR curves,
     error breakdown, worst images, speed: metrics.json + report.md in one run folder."""
     from yft.device import pick_device
     from yft.evaluate.cli import run_eval
     run_eval(_exp(exp, set_ or ()), pick_device(device), ckpt, split, backend, batch_size, out=output,
-             conf=None if conf < 0 else conf)
+             conf=None if conf < 0 else conf, force=force)
 
 
 @task(help={"run": "Run folder, or a run name under runs/<exp>/ (default: the latest run)",
@@ -417,50 +424,54 @@ def report(c, run=None, split="val", eval_dir=None, exp=None):
             "corruptions": "Comma-separated subset of gaussian_blur, motion_blur, gaussian_noise, "
                            "brightness, contrast, jpeg, low_light (default: all)",
             "severities": "Comma-separated severities 1..5 (default: 1,3,5)",
-            "device": "auto, cpu, cuda, mps", "batch_size": "Images per batch", "output": "Output folder"})
+            "device": "auto, cpu, cuda, mps", "batch_size": "Images per batch",
+            "output": OUTPUT.format("runs/<exp>/robustness_<split>"), "force": FORCE})
 @friendly
 def robustness(c, exp=None, ckpt=None, split="val", corruptions="", severities="1,3,5", device="auto",
-               batch_size=8, output=None):
+               batch_size=8, output=None, force=False):
     """mAP under blur, noise, brightness/contrast, JPEG and low light; drop relative to clean."""
     from yft.device import pick_device
     from yft.evaluate.cli import parse_ints, parse_names
     from yft.evaluate.robustness import robustness as run, table_text
     from yft.project import relative
     result, out = run(_exp(exp), pick_device(device), ckpt, split, parse_names(corruptions) or None,
-                      parse_ints(severities, "--severities"), batch_size, out=output)
+                      parse_ints(severities, "--severities"), batch_size, out=output, force=force)
     print(table_text(result) + f"\nwritten to {relative(out)}")
 
 
 @task(positional=[], help={"a": "Model A: an `invoke eval` run folder, a checkpoint or an .onnx file (required)",
             "b": "Model B: the same kinds (required)", "exp": "Exp file", "split": "val or test (default test)",
             "samples": "Bootstrap samples", "seed": "Random seed", "device": "auto, cpu, cuda, mps",
-            "batch_size": "Images per batch", "output": "Output folder"})
+            "batch_size": "Images per batch", "output": OUTPUT.format("runs/<exp>/compare_<split>"),
+            "force": FORCE})
 @friendly
 def compare(c, a=None, b=None, exp=None, split="test", samples=1000, seed=0, device="auto", batch_size=8,
-            output=None):
+            output=None, force=False):
     """A/B: mAP difference with a 95% interval and p-value (paired bootstrap over images)."""
     if not a or not b:
         raise Exit("error: compare needs --a and --b (run folders or checkpoints)", code=1)
     from yft.device import pick_device
     from yft.evaluate.compare import compare as run, summary_line
     from yft.project import relative
-    result, out = run(_exp(exp), pick_device(device), a, b, split, batch_size, samples, seed, out=output)
+    result, out = run(_exp(exp), pick_device(device), a, b, split, batch_size, samples, seed, out=output,
+                      force=force)
     print(summary_line(result) + f"\nwritten to {relative(out)}")
 
 
 @task(positional=[], help={"images": "Folder of unlabelled images (required)", "exp": "Exp file",
             "ckpt": "Checkpoint (default: best.pth)", "top": "How many images to pick",
             "conf": "Score threshold for pre-annotations (default: the Exp's predict_conf)",
-            "device": "auto, cpu, cuda, mps", "output": "Output folder"})
+            "device": "auto, cpu, cuda, mps", "output": OUTPUT.format("runs/<exp>/mine"), "force": FORCE})
 @friendly
-def mine(c, images=None, exp=None, ckpt=None, top=50, conf=-1.0, device="auto", output=None):
+def mine(c, images=None, exp=None, ckpt=None, top=50, conf=-1.0, device="auto", output=None, force=False):
     """Active learning: rank unlabelled images by uncertainty; list, sheet, pre-annotations."""
     if not images:
         raise Exit("error: mine needs --images DIR", code=1)
     from yft.device import pick_device
     from yft.evaluate.mine import mine as run
     from yft.project import relative
-    info, rows = run(_exp(exp), pick_device(device), images, ckpt, top, None if conf < 0 else conf, out=output)
+    info, rows = run(_exp(exp), pick_device(device), images, ckpt, top, None if conf < 0 else conf, out=output,
+                     force=force)
     for row in rows[:5]:
         print(f"{row['uncertainty']:.3f}  {row['file']}")
     print(f"{info['num_images']} images ranked; top {info['top']} with pre-annotations in {relative(info['out'])}")
@@ -468,16 +479,18 @@ def mine(c, images=None, exp=None, ckpt=None, top=50, conf=-1.0, device="auto", 
 
 @task(positional=[], help={"images": "Folder of new images (required)", "exp": "Exp file", "ckpt": "Checkpoint (default: best.pth)",
             "max_images": "At most this many images from each side", "permutations": "Permutation-test rounds",
-            "device": "auto, cpu, cuda, mps", "output": "Output folder"})
+            "device": "auto, cpu, cuda, mps", "output": OUTPUT.format("runs/<exp>/drift"), "force": FORCE})
 @friendly
-def drift(c, images=None, exp=None, ckpt=None, max_images=500, permutations=200, device="auto", output=None):
+def drift(c, images=None, exp=None, ckpt=None, max_images=500, permutations=200, device="auto", output=None,
+          force=False):
     """Data drift: new images vs the training set (image statistics, backbone embeddings)."""
     if not images:
         raise Exit("error: drift needs --images DIR", code=1)
     from yft.device import pick_device
     from yft.evaluate.drift import drift as run
     from yft.project import relative
-    result, out = run(_exp(exp), pick_device(device), images, ckpt, max_images, permutations, out=output)
+    result, out = run(_exp(exp), pick_device(device), images, ckpt, max_images, permutations, out=output,
+                      force=force)
     print(f"{result['verdict']}: score {result['drift_score']:.5f} (threshold {result['threshold']:.5f}, "
           f"p={result['p_value']})\nwritten to {relative(out)}")
 
@@ -493,12 +506,15 @@ def drift(c, images=None, exp=None, ckpt=None, max_images=500, permutations=200,
     "from_scratch": "Folds train from random weights with the from-scratch profile (no pretrained weights)",
     "group_by": "REGEX: images whose names share the match stay in one fold (e.g. '^(.*)_frame')",
     "seed": "fold assignment seed", "top": "issues on the contact sheet",
-    "output": "DIR: output folder (default runs/<exp>/label_issues)",
+    "output": "DIR: output folder (default runs/<exp>/label_issues; a rerun writes label_issues2, ... "
+              "and reuses the K-fold predictions in label_issues/folds/); one that holds results needs --force",
+    "force": FORCE,
     "apply_suggestions": "Also write suggested/instances_*.json with the suggestions applied",
     "min_score": "Only suggestions scoring at least this are applied (0..1)"})
 @friendly
 def label_issues(c, exp=None, device="auto", ckpt=None, splits=None, folds=3, epochs=10, base=None,
-                 from_scratch=False, group_by=None, seed=0, top=24, output=None, apply_suggestions=False, min_score=0.5):
+                 from_scratch=False, group_by=None, seed=0, top=24, output=None, apply_suggestions=False, min_score=0.5,
+                 force=False):
     """Rank the labels that are probably wrong (missing, wrong class, misplaced, spurious boxes)
     from out-of-sample predictions scored with cleanlab; files to re-review them in Label Studio
     or CVAT. The dataset is never modified."""
@@ -507,7 +523,7 @@ def label_issues(c, exp=None, device="auto", ckpt=None, splits=None, folds=3, ep
     run(_exp(exp), pick_device(device), ckpt=ckpt, splits=parse_splits(splits) if splits else None,
         folds=folds, epochs=epochs, seed=seed, group_by=group_by, out=output, top=top,
         apply_suggestions=apply_suggestions, min_score=min_score,
-        train_kwargs={"ckpt": base, "from_scratch": from_scratch})
+        train_kwargs={"ckpt": base, "from_scratch": from_scratch}, force=force)
 
 
 # ---------------------------------------------------------------- deploy
@@ -555,30 +571,34 @@ def export_trt(c, exp=None, ckpt=None, onnx=None, output=None, fp16=False, int8=
             "conf": "Score threshold (default: the Exp's predict_conf)",
             "nms": "NMS IoU threshold (default: the Exp's nmsthre)",
             "save_json": "Also write predictions.json (COCO results format)",
-            "output": "Folder for the annotated images and videos", "device": "auto, cpu, cuda, mps"})
+            "output": OUTPUT.format("predictions/ next to the checkpoint") + " (annotated images, "
+                      "videos, predictions.json)",
+            "device": "auto, cpu, cuda, mps", "force": FORCE})
 @friendly
 def predict(c, source=None, exp=None, ckpt=None, backend="torch", conf=-1.0, nms=-1.0, save_json=False,
-            output=None, device="auto"):
+            output=None, device="auto", force=False):
     """Draw detections with this project's class names on images or a video."""
     from yft.deploy.cli import run_predict
     from yft.device import pick_device
     if not source:
         raise Exit("error: --source is required: an image, a folder, a glob pattern or a video", code=1)
     run_predict(_exp(exp), pick_device(device), source, ckpt, backend, None if conf < 0 else conf, output,
-                None if nms < 0 else nms, save_json)
+                None if nms < 0 else nms, save_json, force)
 
 
 @task(help={"exp": "Exp file", "ckpt": "Checkpoint; the .onnx and .engine next to it are used",
             "backends": "Comma-separated: torch,onnx,trt", "batch_sizes": "Comma-separated, e.g. 1,8,32",
-            "output": "JSON path (default: runs/<exp>/bench/bench.json)",
-            "min_time": "Seconds to measure each row (at least 5 batches)", "device": "auto, cpu, cuda, mps"})
+            "output": "FILE: the JSON (default: runs/<exp>/bench/bench.json; a rerun writes bench2/bench.json, "
+                      "...); an existing file needs --force",
+            "min_time": "Seconds to measure each row (at least 5 batches)", "device": "auto, cpu, cuda, mps",
+            "force": "Replace an existing --output file (or the default bench.json instead of numbering)"})
 @friendly
 def bench(c, exp=None, ckpt=None, backends="torch,onnx,trt", batch_sizes="1,8,32", output=None,
-          min_time=1.0, device="auto"):
+          min_time=1.0, device="auto", force=False):
     """Latency p50/p95, throughput and peak memory per backend and batch size, end to end."""
     from yft.deploy.cli import run_bench
     from yft.device import pick_device
-    run_bench(_exp(exp), pick_device(device), ckpt, backends, batch_sizes, output, min_time)
+    run_bench(_exp(exp), pick_device(device), ckpt, backends, batch_sizes, output, min_time, force)
 
 
 @task(help={"exp": "Exp file", "ckpt": "Checkpoint (default: best.pth; its .onnx/.engine are released too)",

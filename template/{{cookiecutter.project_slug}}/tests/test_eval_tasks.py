@@ -75,7 +75,7 @@ def test_compare_same_model_is_no_difference(eval_run, tmp_path):
     assert result["a"]["mAP50_95"] == pytest.approx(m["mAP50_95"], abs=1e-12)  # same numbers as eval
     assert (folder / "compare.md").is_file() and (folder / "compare.json").is_file()
     with pytest.raises(UserError, match="val split, not test"):
-        compare(exp, CPU, out, ckpt, split="test", samples=200, out=tmp_path, progress=False)
+        compare(exp, CPU, out, ckpt, split="test", samples=200, out=tmp_path / "test", progress=False)
 
 
 def test_compare_detects_a_clearly_better_model(eval_setup, tmp_path):

@@ -252,16 +252,18 @@ def test_checkpoint_mode_scores_val_and_test_only(tmp_path):
 
 @pytest.mark.slow
 def test_kfold_predictions_resume_after_a_kill(sample_exp, tmp_path):
+    import shutil
+
     import torch
 
     from yft.evaluate.label_issues.cli import label_issues
+    from yft.runs import runs_root
 
     lines = []
-    out = tmp_path / "li"
+    out = runs_root(sample_exp) / "label_issues"
     run = dict(
         folds=2,
         epochs=1,
-        out=out,
         train_kwargs={"max_iters_per_epoch": 1, "from_scratch": True},
         log=lines.append,
     )
@@ -270,9 +272,24 @@ def test_kfold_predictions_resume_after_a_kill(sample_exp, tmp_path):
     assert all(p.is_file() for p in saved)
     held_out = sum(len(json.loads(p.read_text())) for p in saved)
     assert held_out == 22  # every labelled image predicted exactly once (12 + 6 + 4)
-    saved[1].unlink()  # as if killed during fold 2
+    saved[1].unlink()  # as if killed during fold 2, before any result was written
+    for path in out.iterdir():
+        if path.name != "folds":
+            shutil.rmtree(path) if path.is_dir() else path.unlink()
     lines.clear()
     label_issues(sample_exp, torch.device("cpu"), **run)
     assert any(line.startswith("fold 1/2") and "predictions from" in line for line in lines)
     assert any(line.startswith("fold 2/2: training") for line in lines)
     assert (out / "issues.json").is_file()
+    first = {p: p.read_bytes() for p in out.rglob("*") if p.is_file()}
+
+    # a rerun keeps the finished results: a new folder, the same fold predictions, no training
+    lines.clear()
+    issues, second = label_issues(sample_exp, torch.device("cpu"), **run)
+    assert second == out.with_name("label_issues2") and (second / "issues.json").is_file()
+    assert sum("predictions from" in line for line in lines) == 2
+    assert not any("training" in line for line in lines)
+    assert {p: p.read_bytes() for p in out.rglob("*") if p.is_file()} == first
+    # the cache only serves the settings it was made with
+    with pytest.raises(UserError, match=r"other settings \(folds 2 -> 3\)"):
+        label_issues(sample_exp, torch.device("cpu"), **dict(run, folds=3))

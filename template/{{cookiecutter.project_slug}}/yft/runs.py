@@ -6,10 +6,19 @@
 
 `resolve_run(exp)` is the one way every other task finds "the run" (eval, export, predict, bench,
 release, ...): the named one, else the one `latest` points to.
+
+The other tasks' results follow one rule too (`output_dir`, `output_file`), as Ultralytics does:
+
+    default folder        a rerun writes to the next numbered sibling (eval_val_torch2, mine2, ...)
+                          and says so; the readers (report, release) take the newest by time
+    --output PATH         must not hold an earlier result: refused unless --force
+    --force               write into the folder (default or --output) even if it holds one;
+                          files of the same name are replaced, nothing else is deleted
 """
 
 import os
 import re
+from pathlib import Path
 
 from yft.io import temp_name, write_text
 from yft.project import ROOT, UserError, relative
@@ -17,6 +26,8 @@ from yft.project import ROOT, UserError, relative
 POINTER = "latest"
 # Other tasks' output folders under runs/<exp>/ and the pointer itself: not usable as run names.
 RESERVED = {POINTER, "bench", "check", "drift", "label_issues", "mine", "release", "tune"}
+# ... and their numbered reruns (bench2, mine3, ...)
+_RESERVED_NUMBERED = re.compile(r"^(bench|drift|label_issues|mine|predictions)\d*$")
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 
 
@@ -27,7 +38,8 @@ def runs_root(exp):
 
 def check_name(name):
     """A run name is one plain folder name (letters, digits, . _ -), not another task's folder."""
-    if not _NAME.match(name) or name in RESERVED or name.startswith(("robustness_", "compare_")):
+    if (not _NAME.match(name) or name in RESERVED or _RESERVED_NUMBERED.match(name)
+            or name.startswith(("robustness_", "compare_", "eval_"))):
         raise UserError(
             f"--name {name!r}: use letters, digits, '.', '_' or '-' (at most 100), "
             f"not one of {', '.join(sorted(RESERVED))}"
@@ -117,3 +129,62 @@ def resolve_run(exp, name=None, smoke=False):
             "run `invoke train`, or pass --ckpt"
         )
     return folder
+
+
+def _holds_files(folder):
+    return folder.is_dir() and any(folder.iterdir())
+
+
+def output_dir(default, output=None, force=False, log=print, keep=()):
+    """The folder a task writes its results to, created now (before the long work) and never one
+    that holds an earlier result unless `force`:
+
+    - `output` (the task's --output) holding files: UserError unless force;
+    - else `default`, or when it holds files its next numbered sibling (name2, name3, ...; mkdir
+      is the lock, so two runs started at once get different folders), logged.
+
+    `keep`: names inside a folder that do not count as a result (a resume cache such as
+    label-issues' folds/): a folder holding only those is continued, not numbered past."""
+    from yft.io import ensure_dir
+
+    def used(folder):
+        return folder.is_dir() and any(p.name not in keep for p in folder.iterdir())
+
+    if output is not None:
+        folder = Path(output)
+        if folder.exists() and not folder.is_dir():
+            raise UserError(f"{folder}: --output must be a folder, and this is a file")
+        if used(folder) and not force:
+            raise UserError(f"{relative(folder)}: already holds results of an earlier run; pass --force "
+                            "to write over them, or choose another --output")
+        return ensure_dir(folder)
+    default = Path(default)
+    if force or not used(default):
+        return ensure_dir(default)
+    root, base = default.parent, default.name
+    taken = numbered(root, base)
+    number = int(taken[-1].name[len(base):] or 1) + 1 if taken else 2
+    while True:
+        folder = root / f"{base}{number}"
+        try:
+            folder.mkdir()
+            break
+        except FileExistsError:
+            number += 1
+    log(f"{relative(default)} holds an earlier result: writing to {relative(folder)} "
+        "(--force writes over the earlier one instead)")
+    return ensure_dir(folder)
+
+
+def output_file(default, output=None, force=False, log=print):
+    """The file a task writes (bench.json): `output` when given (an existing one only with force),
+    else `default` inside the folder output_dir picks for default's folder."""
+    if output is not None:
+        target = Path(output)
+        if target.is_dir():
+            raise UserError(f"{target}: --output names a folder; give a file path")
+        if target.exists() and not force:
+            raise UserError(f"{relative(target)}: exists; pass --force to replace it, or choose another --output")
+        return target
+    default = Path(default)
+    return output_dir(default.parent, force=force, log=log) / default.name

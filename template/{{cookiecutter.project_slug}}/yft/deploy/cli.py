@@ -108,10 +108,13 @@ def run_export_trt(exp, device, ckpt, onnx, output, fp16=False, int8=False, cali
     return engine_path, info
 
 
-def run_predict(exp, device, source, ckpt, backend_name, conf, output, nms=None, save_json=False):
-    """Annotated images/videos (and with save_json a COCO-results JSON). Returns (written, skipped paths)."""
+def run_predict(exp, device, source, ckpt, backend_name, conf, output, nms=None, save_json=False, force=False):
+    """Annotated images/videos (and with save_json a COCO-results JSON) in a predictions folder
+    (a new one on a rerun, yft.runs.output_dir). Returns (written, skipped paths)."""
+    from yft.runs import output_dir
+
     backend, path = make_backend(exp, ckpt, backend_name, device)
-    out_dir = Path(output) if output else path.parent / "predictions"
+    out_dir = output_dir(path.parent / "predictions", output, force)
 
     def show(target, dets):
         names = [exp.class_names[int(c)] for c in dets[:, 5]]
@@ -160,20 +163,23 @@ def bench_backends(exp, device, ckpt, names):
     return backends, skipped
 
 
-def run_bench(exp, device, ckpt, backends="torch,onnx,trt", batch_sizes="1,8,32", output=None, min_time=1.0):
-    """The table and bench.json. Returns (rows, skipped)."""
+def run_bench(exp, device, ckpt, backends="torch,onnx,trt", batch_sizes="1,8,32", output=None, min_time=1.0,
+              force=False):
+    """The table and bench.json (bench2/bench.json, ... on a rerun; an existing --output only
+    with force). Returns (rows, skipped)."""
     import torch
 
     from yft.deploy import bench
     from yft.device import describe
     from yft.project import run_dir
+    from yft.runs import output_file
 
+    out = output_file(run_dir(exp, "bench") / "bench.json", output, force)  # before the measuring
     backends_, skipped = bench_backends(exp, device, ckpt, parse_list(backends, str, "backends"))
     if not backends_:
         raise UserError("no backend to benchmark: " + "; ".join(f"{n}: {r}" for n, r in skipped))
     rows = bench.benchmark(backends_, exp, parse_list(batch_sizes, int, "batch-sizes"), device=device,
                            min_time=min_time)
-    out = Path(output) if output else run_dir(exp, "bench") / "bench.json"
     context = {"model": exp.model_name, "input_size": list(exp.test_size), "device": describe(device),
                "cpu": platform.processor() or platform.machine(), "torch_threads": torch.get_num_threads(),
                "end_to_end": "letterbox + model + decode + NMS"}

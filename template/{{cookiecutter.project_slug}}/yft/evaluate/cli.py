@@ -6,8 +6,8 @@ from yft.evaluate import run_files
 from yft.evaluate.html_report import write_html_report
 from yft.evaluate.run import evaluate_backend, format_table, latency_batch1, write_report
 from yft.inference import make_backend
-from yft.io import ensure_dir
 from yft.project import UserError, relative
+from yft.runs import output_dir
 
 
 def check_split(split):
@@ -16,8 +16,9 @@ def check_split(split):
 
 
 def run_eval(exp, device, ckpt, split, backend_name, batch_size, out=None, conf=None,
-             engine="auto", analysis=True, progress=True, html=True):
-    """Evaluate a checkpoint (or ONNX model) on a split; write one eval folder:
+             engine="auto", analysis=True, progress=True, html=True, force=False):
+    """Evaluate a checkpoint (or ONNX model) on a split; write one eval folder (a new one on a
+    rerun, yft.runs.output_dir):
     metrics.json, detections.json, report.md and (with analysis) the figures; then (html) the
     run's HTML report (yft/evaluate/html_report.py)."""
     from yft.data.coco_io import image_dir
@@ -27,7 +28,8 @@ def run_eval(exp, device, ckpt, split, backend_name, batch_size, out=None, conf=
     check_split(split)
     backend, path = make_backend(exp, ckpt, backend_name, device)  # "train first" before "no data"
     dataset = check_files(exp, split)
-    out = ensure_dir(Path(out) if out else path.parent / f"eval_{split}_{backend_name}")  # before minutes of work
+    # claimed before minutes of work; an earlier eval's folder is never written over without force
+    out = output_dir(path.parent / f"eval_{split}_{backend_name}", out, force)
     metrics, results = evaluate_backend(backend, exp, split, device, batch_size, progress, engine)
     metrics["checkpoint"] = relative(path)
     metrics["speed"]["latency_ms_batch1"] = latency_batch1(backend, exp, split, device)

@@ -16,6 +16,7 @@ from yft.data.precheck import check_split
 from yft.evaluate.matching import accumulate, ap_from_precision, flatten, match_dataset
 from yft.io import write_atomic, write_json
 from yft.project import UserError, relative, run_dir
+from yft.runs import output_dir
 
 
 def load_side(exp, device, source, split, batch_size, progress=True):
@@ -74,7 +75,8 @@ def verdict(stat, alpha=0.05):
     return "no significant difference"
 
 
-def compare(exp, device, a, b, split="test", batch_size=8, samples=1000, seed=0, out=None, progress=True):
+def compare(exp, device, a, b, split="test", batch_size=8, samples=1000, seed=0, out=None, progress=True,
+            force=False):
     """Compare two models on a split; writes compare.json, compare.md and per_class_delta.png."""
     from yft.evaluate.plots import bar_png
 
@@ -86,6 +88,7 @@ def compare(exp, device, a, b, split="test", batch_size=8, samples=1000, seed=0,
     if not any(not ann.get("iscrowd", 0) for ann in dataset["annotations"]):
         raise UserError(f"the {split} split has no ground-truth boxes: nothing to compare on")
     ids, names = exp.category_ids(), list(exp.class_names)
+    out = output_dir(run_dir(exp, f"compare_{split}"), out, force)  # before the models run
     (label_a, dets_a), (label_b, dets_b) = (load_side(exp, device, s, split, batch_size, progress) for s in (a, b))
     image_ids = {im["id"] for im in dataset["images"]}
     for label, dets in ((label_a, dets_a), (label_b, dets_b)):
@@ -109,7 +112,6 @@ def compare(exp, device, a, b, split="test", batch_size=8, samples=1000, seed=0,
         result["per_class"][name] = {"A": round(float(obs_a[2][k]), 5), "B": round(float(obs_b[2][k]), 5),
                                      **_interval(float(obs_b[2][k] - obs_a[2][k]), column)}
     result["verdict"] = verdict(result["mAP50_95"])
-    out = Path(out) if out else run_dir(exp, f"compare_{split}")
     rows = list(result["per_class"].items())
     if rows:
         bar_png([n for n, _ in rows], {"B - A": [r["delta"] for _, r in rows]}, out / "per_class_delta.png",

@@ -26,6 +26,7 @@ from yft.evaluate.mine import list_images, read_images
 from yft.inference import letterbox
 from yft.io import write_atomic, write_json, write_png
 from yft.project import UserError, relative, run_dir
+from yft.runs import output_dir
 
 STATS = ("brightness", "contrast", "saturation", "sharpness", "mean_b", "mean_g", "mean_r",
          "width", "height", "aspect")
@@ -86,7 +87,8 @@ def atypicality(train, new, k=5):
     return d_new / (ref if ref > 0 else 1.0)
 
 
-def drift(exp, device, images, ckpt=None, max_images=500, permutations=200, seed=0, out=None, progress=True):
+def drift(exp, device, images, ckpt=None, max_images=500, permutations=200, seed=0, out=None, progress=True,
+          force=False):
     """Compare a folder of new images with the training split; drift.json, drift.md, a sheet."""
     from scipy.stats import ks_2samp
 
@@ -105,6 +107,7 @@ def drift(exp, device, images, ckpt=None, max_images=500, permutations=200, seed
         new_files = [new_files[i] for i in sorted(rng.choice(len(new_files), max_images, replace=False))]
     ckpt = Path(ckpt) if ckpt else default_checkpoint(exp)
     model = load_model(exp, ckpt).to(device).eval()
+    out = output_dir(run_dir(exp, "drift"), out, force)  # before the embeddings
 
     def load(files):
         pairs = list(read_images(files))
@@ -135,7 +138,6 @@ def drift(exp, device, images, ckpt=None, max_images=500, permutations=200, seed
               "most_atypical": worst,
               "verdict": ("drift: the new images differ from the training images" if score > threshold
                           else "no significant drift")}
-    out = Path(out) if out else run_dir(exp, "drift")
     tiles = []
     for row in worst[:12]:
         tile, *_ = plots.fit_tile(cv2.imread(row["file"]), 256)

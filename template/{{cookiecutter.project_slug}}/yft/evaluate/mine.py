@@ -23,6 +23,8 @@ from yft.evaluate.matching import box_iou
 from yft.inference import decode, letterbox
 from yft.io import IMAGE_SUFFIXES, list_images as find_images, write_atomic, write_json, write_png
 from yft.project import UserError, relative, run_dir
+from yft.runs import output_dir
+
 
 def list_images(folder):
     folder = Path(folder)
@@ -158,7 +160,8 @@ def sheet(rows, detections, exp, size=256, columns=4):
     return plots.contact_sheet(tiles, columns)
 
 
-def mine(exp, device, images, ckpt=None, top=50, conf=None, backend_name="torch", out=None, progress=True):
+def mine(exp, device, images, ckpt=None, top=50, conf=None, backend_name="torch", out=None, progress=True,
+         force=False):
     """Rank the images of a folder by uncertainty; write the ranking, a sheet and pre-annotations."""
     from yft.inference import make_backend
 
@@ -167,8 +170,8 @@ def mine(exp, device, images, ckpt=None, top=50, conf=None, backend_name="torch"
     files = list_images(images)
     backend, path = make_backend(exp, ckpt, backend_name, device)
     conf = exp.predict_conf if conf is None else conf
+    out = output_dir(run_dir(exp, "mine"), out, force)  # before scoring every image
     rows, detections = score_images(backend, exp, files, conf, progress)
-    out = Path(out) if out else run_dir(exp, "mine")
     fields = ["rank", "file", "uncertainty", "low_confidence", "class_margin", "flip_disagreement",
               "top_score", "detections", "width", "height"]
     buffer = io.StringIO()

@@ -16,6 +16,7 @@ from yft.evaluate.coco_metrics import coco_metrics, to_coco_results
 from yft.inference import decode, letterbox
 from yft.io import write_atomic, write_json
 from yft.project import UserError, relative, run_dir
+from yft.runs import output_dir
 
 
 def gaussian_blur(img, s, rng):
@@ -89,7 +90,7 @@ def detect_images(backend, exp, images, image_ids, batch_size=8):
 
 
 def robustness(exp, device, ckpt, split="val", corruptions=None, severities=(1, 3, 5), batch_size=8,
-               backend_name="torch", out=None, progress=True):
+               backend_name="torch", out=None, progress=True, force=False):
     """mAP per corruption and severity, its drop relative to clean; robustness.json/.md/.png."""
     from tqdm import tqdm
 
@@ -103,6 +104,7 @@ def robustness(exp, device, ckpt, split="val", corruptions=None, severities=(1, 
     for s in severities:
         corrupt(np.zeros((4, 4, 3), np.uint8), names[0], s)
     backend, path = make_backend(exp, ckpt, backend_name, device)
+    out = output_dir(run_dir(exp, f"robustness_{split}"), out, force)  # before minutes of work
     folder = image_dir(exp, split)
     images, ids = [], []
     for im in dataset["images"]:
@@ -129,9 +131,6 @@ def robustness(exp, device, ckpt, split="val", corruptions=None, severities=(1, 
               "severities": list(severities),
               "clean": {"mAP50_95": clean["mAP50_95"], "mAP50": clean["mAP50"]}, "corruptions": table,
               "notes": [] if clean["mAP50_95"] else ["clean mAP50:95 is 0 or undefined: relative drops are undefined"]}
-    out = out or run_dir(exp, f"robustness_{split}")
-    from pathlib import Path
-    out = Path(out)
     line_png("severity", {n: (list(severities), [100 * (row[str(s)]["relative_drop"] or 0) for s in severities])
                           for n, row in table.items()}, out / "robustness.png",
              f"mAP50:95 change vs clean ({clean['mAP50_95'] or 0:.3f})", "change (%)")

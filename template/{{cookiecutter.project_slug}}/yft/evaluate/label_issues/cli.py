@@ -1,5 +1,8 @@
 """`invoke label-issues`: out-of-sample predictions -> cleanlab scores -> ranked issues and
-re-review files in runs/<exp>/label_issues/ (or --output). Never modifies the dataset."""
+re-review files in runs/<exp>/label_issues/ (or --output). Never modifies the dataset.
+
+A rerun writes its results to label_issues2/, ... (yft.runs.output_dir); the K-fold predictions
+are a resume cache that every rerun reuses: runs/<exp>/label_issues/folds/ (or <--output>/folds/)."""
 
 from collections import Counter
 from pathlib import Path
@@ -9,7 +12,7 @@ from yft.evaluate.label_issues import predictions as oos, review
 from yft.evaluate.label_issues.scoring import ISSUE_TYPES, find_issues
 from yft.io import write_json
 from yft.project import UserError, relative
-from yft.runs import runs_root
+from yft.runs import output_dir, runs_root
 
 SPLITS = ("train", "val", "test")
 
@@ -37,10 +40,13 @@ def label_issues(
     min_score=0.5,
     train_kwargs=None,
     log=print,
+    force=False,
 ):
     """Run the whole job; returns (issue rows, output folder). train_kwargs go to each fold's
     `yft.train.run.train` (e.g. ckpt: the weights the folds start from)."""
-    out = Path(out) if out else runs_root(exp) / "label_issues"
+    # folds/ alone (a killed run) is continued in place; results of a finished run are never
+    # written over without force: the rerun gets label_issues2/, ... and reads the same folds/
+    cache = Path(out) if out else runs_root(exp) / "label_issues"
     if ckpt:
         # A model scores only images it did not train on: by default the val and test splits.
         splits = splits or ["val", "test"]
@@ -48,6 +54,10 @@ def label_issues(
             raise UserError(f"{ckpt}: checkpoint not found")
     splits = splits or list(SPLITS)
     images = oos.labelled_images(exp, splits)
+    if not ckpt:  # too few images, a cache of other settings: one line before any folder is made
+        oos.fold_assignment(exp, images, folds, seed, group_by)
+        oos.check_cache(cache / "folds", images, folds, epochs, seed, group_by, train_kwargs)
+    out = output_dir(cache, out, force, log, keep={"folds"})
     log(
         f"{len(images)} labelled images in {', '.join(sorted({im['split'] for im in images}))}; "
         + (f"predicting with {relative(ckpt)}" if ckpt else f"{folds}-fold out-of-sample predictions")
@@ -56,7 +66,7 @@ def label_issues(
         preds = oos.checkpoint_predictions(exp, images, ckpt, device)
     else:
         preds = oos.kfold_predictions(
-            exp, images, out, device, folds, epochs, seed, group_by, train_kwargs, log
+            exp, images, cache, device, folds, epochs, seed, group_by, train_kwargs, log
         )
     oos.attach(images, preds)
     # Every image's out-of-sample predictions, in label_scores.json's image order: what the
