@@ -439,6 +439,35 @@ def test_voc_left_edge_at_zero_stays_inside(tmp_path):
     assert summary["changed"] == {"box clipped to the image edge": 1}
 
 
+def cvat_voc_xml(filename, width=100, height=50):
+    """An object as CVAT's "Pascal VOC 1.1" export writes it (float corners, empty <folder>)."""
+    return (f"<annotation><folder></folder><filename>{filename}</filename><source><database>Unknown"
+            "</database><annotation>Unknown</annotation><image>Unknown</image></source><size>"
+            f"<width>{width}</width><height>{height}</height><depth></depth></size><segmented>1</segmented>"
+            "<object><name>cat</name><truncated>0</truncated><difficult>0</difficult><occluded>0</occluded>"
+            "<bndbox><xmin>10.0</xmin><ymin>5.0</ymin><xmax>30.0</xmax><ymax>25.0</ymax></bndbox></object>"
+            "</annotation>")
+
+
+def test_voc_export_root_segmentation_masks_are_not_negatives(tmp_path):
+    root = tmp_path / "cvat_voc"
+    for stem in ("a", "b", "c"):
+        jpg(root / "JPEGImages" / f"{stem}.jpg")
+    for folder in ("SegmentationClass", "SegmentationObject"):
+        for stem in ("a", "c"):  # label maps beside the photos, same stems
+            path = root / folder / f"{stem}.png"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            Image.new("P", (100, 50)).save(path)
+    write(root / "Annotations" / "a.xml", cvat_voc_xml("a.jpg"))
+    write(root / "Annotations" / "c.xml", cvat_voc_xml("c.jpg"))
+    write(root / "ImageSets" / "Main" / "default.txt", "a\nb\nc\n")
+    write(root / "labelmap.txt", "# label:color_rgb:parts:actions\ncat:0,0,0::\n")
+    summary = run("voc", root / "Annotations", root, tmp_path / "out.json")
+    assert files(tmp_path / "out.json") == ["JPEGImages/a.jpg", "JPEGImages/b.jpg", "JPEGImages/c.jpg"]
+    assert summary["images"] == 3 and summary["boxes"] == 2 and summary["negatives"] == 1  # b.jpg only
+    assert any("4 segmentation masks" in note for note in summary["notes"])
+
+
 # ------------------------------------------------------------------ one box set, every format
 
 

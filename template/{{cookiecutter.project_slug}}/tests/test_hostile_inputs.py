@@ -79,8 +79,9 @@ def test_predict_reads_subfolders_and_same_names_never_overwrite(deploy_setup, t
                                                     "é 1.png"]
     exp, ckpt = deploy_setup
     out = src / "predictions"  # inside the source: a second run must not read its own drawings
-    for _ in range(2):
-        written, skipped = run_predict(exp, torch.device("cpu"), src, ckpt, "torch", 0.3, out, save_json=True)
+    for force in (False, True):  # the rerun into the same --output needs --force
+        written, skipped = run_predict(exp, torch.device("cpu"), src, ckpt, "torch", 0.3, out, save_json=True,
+                                       force=force)
         assert len(written) == 5 and not skipped
     assert sorted(p.relative_to(out).as_posix() for p in out.rglob("*.png")) == sorted(
         n for n, _ in names.values())

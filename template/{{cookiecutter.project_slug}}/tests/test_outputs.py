@@ -39,7 +39,7 @@ def test_rerun_numbers_and_a_named_output_needs_force(tmp_path, capsys):
     with pytest.raises(UserError, match="already holds results.*--force"):
         output_dir(None, named)
     assert output_dir(None, named, force=True) == named and (named / "ranking.csv").read_text() == "kept"
-    with pytest.raises(UserError, match="must be a folder"):
+    with pytest.raises(UserError, match="cannot write here"):
         output_dir(None, named / "ranking.csv")
     # a resume cache alone is not a result: a killed label-issues run continues in place
     cache = tmp_path / "label_issues"

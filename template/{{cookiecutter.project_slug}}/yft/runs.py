@@ -27,7 +27,7 @@ POINTER = "latest"
 # Other tasks' output folders under runs/<exp>/ and the pointer itself: not usable as run names.
 RESERVED = {POINTER, "bench", "check", "drift", "label_issues", "mine", "release", "tune"}
 # ... and their numbered reruns (bench2, mine3, ...)
-_RESERVED_NUMBERED = re.compile(r"^(bench|drift|label_issues|mine|predictions)\d*$")
+_RESERVED_NUMBERED = re.compile(r"^(bench|drift|label_issues|mine|predictions)([2-9]|[1-9][0-9]+)?$")
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 
 
@@ -153,7 +153,7 @@ def output_dir(default, output=None, force=False, log=print, keep=()):
     if output is not None:
         folder = Path(output)
         if folder.exists() and not folder.is_dir():
-            raise UserError(f"{folder}: --output must be a folder, and this is a file")
+            raise UserError(f"{folder}: cannot write here (--output must be a folder, and this is a file)")
         if used(folder) and not force:
             raise UserError(f"{relative(folder)}: already holds results of an earlier run; pass --force "
                             "to write over them, or choose another --output")

@@ -56,6 +56,16 @@ class ImageIndex:
         self.known = set(self.files)
         self._by_name = self._by_stem = None
 
+    def drop(self, unwanted):
+        """Remove the files for which unwanted(rel) is true (not images of the dataset: they are
+        neither found by a label nor kept as negatives); returns them."""
+        dropped = [rel for rel in self.files if unwanted(rel)]
+        if dropped:
+            self.files = [rel for rel in self.files if not unwanted(rel)]
+            self.known = set(self.files)
+            self._by_name = self._by_stem = None
+        return dropped
+
     def _lookups(self):
         # built on first use: most conversions find every image by its relative path
         self._by_name, self._by_stem = {}, {}

@@ -14,6 +14,13 @@ from yft.data.formats.common import flag, num, parse_xml, read_file, run_chunks,
 from yft.project import UserError
 
 CONVENTIONS = ("edge", "devkit")
+# A VOC (or CVAT "Pascal VOC") export root holds, beside JPEGImages/, the segmentation masks as
+# PNGs: label maps, not photos. With --images at the root they must not become negatives.
+MASK_FOLDERS = {"SegmentationClass", "SegmentationObject"}
+
+
+def is_mask(rel):
+    return any(part in MASK_FOLDERS for part in rel.split("/")[:-1])
 _ATTRIBUTES = {}  # the texts of <difficult>, <truncated>, <occluded> -> attribute pairs
 
 
@@ -73,6 +80,10 @@ def read(src, ctx):
     src_dir = os.fspath(src)
     if not os.path.isdir(src_dir):
         raise UserError(f"{src}: --from voc needs the folder of XML files")
+    masks = ctx.index.drop(is_mask) if ctx.index is not None else []
+    if masks:
+        ctx.report.notes.append(f"{len(masks)} segmentation masks in {', '.join(sorted(MASK_FOLDERS))} "
+                                f"left out (label maps, not images), e.g. {masks[0]}")
     files = [f"{src_dir}/{rel}" for rel in walk(src, lambda n: n.lower().endswith(".xml"))]
     parsed = run_chunks(partial(parse, convention == "devkit"), files)
     entries = []
