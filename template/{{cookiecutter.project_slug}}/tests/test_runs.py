@@ -54,7 +54,7 @@ def test_pointer_as_text_file_and_projects_without_pointer(exp):
 
 def test_default_checkpoint_is_the_latest_runs(exp):
     folder = runs.new_run(exp)
-    with pytest.raises(UserError, match="no checkpoint in .* still training"):
+    with pytest.raises(UserError, match=r"no checkpoint in .* \(still training"):
         default_checkpoint(exp)
     (folder / "last.pth").write_bytes(b"x")
     assert default_checkpoint(exp) == folder / "last.pth"
