@@ -206,3 +206,22 @@ def test_labelstudio_storage_path_picks_the_subfolder_it_names(tmp_path):
     with pytest.raises(UserError, match="ambiguous"):  # a bare name still cannot choose
         src.write_text(json.dumps([task(1, "http://host/img/dup.jpg", "cat")]))
         convert("labelstudio", [src], images, tmp_path / "amb.json", NAMES, IDS)
+
+
+def test_force_never_replaces_a_file_the_conversion_reads(tmp_path):
+    # `convert --out <src>/obj.names --force` wrote the COCO JSON over the export's names file
+    import json
+
+    src = tmp_path / "yolo"
+    jpg(src / "a.jpg")
+    (src / "obj.names").write_text("cat\ndog\n")
+    (src / "a.txt").write_text("0 0.5 0.5 0.2 0.2\n")
+    for target in (src / "obj.names", src / "a.txt", src / "a.jpg"):
+        before = target.read_bytes()
+        with pytest.raises(UserError, match="would overwrite .* of the input"):
+            convert("yolo", [src], None, target, NAMES, IDS, force=True)
+        assert target.read_bytes() == before
+    out = src / "labels.json"  # a new file beside the labels is fine, and so is replacing it
+    convert("yolo", [src], None, out, NAMES, IDS)
+    convert("yolo", [src], None, out, NAMES, IDS, force=True)
+    assert len(json.loads(out.read_text())["annotations"]) == 1

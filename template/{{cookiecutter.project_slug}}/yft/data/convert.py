@@ -11,6 +11,7 @@ The first problem found stops the conversion with one line naming the file, and 
 """
 
 import gc
+import os
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -65,8 +66,8 @@ def convert(fmt, sources, images, out, class_names, category_ids, mapping=(), dr
     if names is not None and fmt != "yolo":
         raise UserError("--names is for --from yolo")
     out = Path(out)
-    if any(out.resolve() == s.resolve() for s in sources):
-        raise UserError(f"{out}: the output would overwrite a source; choose another --out")
+    protected = [Path(p) for p in [*sources, *(images or ()), *([names] if names else [])]]
+    _not_an_input(out, protected)
     classes = ClassMap(class_names, category_ids, mapping, drop_unknown)
     context = dict(skip_missing_images=skip_missing_images, names=names, rotated=rotated,
                    annotation=annotation, predictions=predictions, difficult=difficult,
@@ -79,6 +80,7 @@ def convert(fmt, sources, images, out, class_names, category_ids, mapping=(), dr
         outs = [out if part is None else out.with_name(f"{out.stem}_{part}{out.suffix or '.json'}")
                 for part in parts]
         for target in outs:
+            _not_an_input(target, protected)
             check_target(target, force)
         with _no_cycle_collection():
             done = [_convert(fmt, sources, images, target, classes, part, strict, context, cvat_root=root)
@@ -106,6 +108,22 @@ def _no_cycle_collection():
     finally:
         if enabled:
             gc.enable()
+
+
+def _not_an_input(out, inputs):
+    """UserError when writing `out` (or its report) would replace an input: a --src file, a file
+    inside a --src or --images folder (obj.names, a label, an image), --names. --force does not
+    change this: it replaces earlier outputs (known by the report beside them), never what the
+    conversion reads."""
+    earlier_output = report_path(out).is_file()
+    for target in (out, report_path(out)):
+        target = Path(os.path.abspath(target))
+        for item in inputs:
+            item = Path(os.path.abspath(item))
+            inside = item.is_dir() and target.exists() and item in target.parents and not earlier_output
+            if target == item or inside:
+                raise UserError(f"{out}: the output would overwrite {target} of the input {item}; "
+                                "choose an --out outside it")
 
 
 def _export_file(fmt, folder):
