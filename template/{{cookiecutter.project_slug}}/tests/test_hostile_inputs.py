@@ -225,3 +225,14 @@ def test_force_never_replaces_a_file_the_conversion_reads(tmp_path):
     convert("yolo", [src], None, out, NAMES, IDS)
     convert("yolo", [src], None, out, NAMES, IDS, force=True)
     assert len(json.loads(out.read_text())["annotations"]) == 1
+
+
+def test_export_onnx_output_on_the_checkpoint_is_refused_even_with_force(exp, tmp_path):
+    # `export-onnx --ckpt best.pth --output best.pth --force` replaced the weights with the ONNX model
+    from yft.deploy.cli import run_export_onnx
+
+    ckpt = tmp_path / "best.pth"
+    ckpt.write_bytes(b"weights")
+    with pytest.raises(UserError, match="is the checkpoint being exported"):
+        run_export_onnx(exp, ckpt, ckpt, None, True, force=True)
+    assert ckpt.read_bytes() == b"weights"

@@ -26,6 +26,8 @@ def run_export_onnx(exp, ckpt, output, opset, dynamic_batch, decode=True, nms=No
     An existing model at `output` is replaced only with force, and only by an export that passed."""
     ckpt = Path(ckpt) if ckpt else default_checkpoint(exp)
     output = Path(output) if output else ckpt.with_suffix(".onnx")
+    if output.resolve() == ckpt.resolve():  # --force replaces earlier exports, never the weights
+        raise UserError(f"{relative(output)}: is the checkpoint being exported; choose another --output")
     if output.exists() and not force:
         raise UserError(f"{relative(output)}: exists (an earlier export); pass --force to replace it, "
                         "or --output another path")
