@@ -49,8 +49,9 @@ def test_a_folder_without_labels_of_the_format_is_refused_not_all_negatives(tmp_
     assert not out.exists()
 
 
-@pytest.mark.parametrize("fmt,text", [("coco", '{"images": [], "annotations": [], "categories": []}'),
-                                      ("labelstudio", "[]")])
+@pytest.mark.parametrize(
+    "fmt,text", [("coco", '{"images": [], "annotations": [], "categories": []}'), ("labelstudio", "[]")]
+)
 def test_an_export_with_no_images_is_refused(tmp_path, fmt, text):
     src = tmp_path / "export.json"
     src.write_text(text)
@@ -75,16 +76,23 @@ def test_predict_reads_subfolders_and_same_names_never_overwrite(deploy_setup, t
         jpg(src / rel, 64, 48)
     found = list_sources(src)
     names = output_names(found, src)
-    assert sorted(n for n, _ in names.values()) == ["a.jpg.png", "a.png.png", "sub a/dup.png", "sub b/dup.png",
-                                                    "é 1.png"]
+    assert sorted(n for n, _ in names.values()) == [
+        "a.jpg.png",
+        "a.png.png",
+        "sub a/dup.png",
+        "sub b/dup.png",
+        "é 1.png",
+    ]
     exp, ckpt = deploy_setup
     out = src / "predictions"  # inside the source: a second run must not read its own drawings
     for force in (False, True):  # the rerun into the same --output needs --force
-        written, skipped = run_predict(exp, torch.device("cpu"), src, ckpt, "torch", 0.3, out, save_json=True,
-                                       force=force)
+        written, skipped = run_predict(
+            exp, torch.device("cpu"), src, ckpt, "torch", 0.3, out, save_json=True, force=force
+        )
         assert len(written) == 5 and not skipped
     assert sorted(p.relative_to(out).as_posix() for p in out.rglob("*.png")) == sorted(
-        n for n, _ in names.values())
+        n for n, _ in names.values()
+    )
 
 
 def test_every_task_accepts_its_own_defaults():
@@ -105,8 +113,11 @@ def test_every_task_accepts_its_own_defaults():
     assert len(found) > 20
     for task in found:
         body = inspect.unwrap(task.body)
-        defaults = {n: p.default for n, p in inspect.signature(body).parameters.items()
-                    if p.default is not inspect.Parameter.empty}
+        defaults = {
+            n: p.default
+            for n, p in inspect.signature(body).parameters.items()
+            if p.default is not inspect.Parameter.empty
+        }
         check_options(body, defaults)
 
 
@@ -172,8 +183,11 @@ def test_a_run_stopped_before_its_first_checkpoint_names_the_earlier_one(exp):
     (first / "best.pth").write_bytes(b"weights")
     second = new_run(exp)
     assert second != first
-    with pytest.raises(UserError, match=r"no checkpoint in .*train2 \(still training, or stopped .* "
-                                        r"--ckpt .*train/best\.pth"):
+    with pytest.raises(
+        UserError,
+        match=r"no checkpoint in .*train2 \(still training, or stopped .* "
+        r"--ckpt .*train/best\.pth",
+    ):
         default_checkpoint(exp)
     (Path(second) / "last.pth").write_bytes(b"weights")  # its first epoch ended
     assert default_checkpoint(exp) == Path(second) / "last.pth"
@@ -190,19 +204,32 @@ def test_labelstudio_storage_path_picks_the_subfolder_it_names(tmp_path):
 
     def task(tid, ref, label):
         value = {"x": 10, "y": 10, "width": 20, "height": 20, "rotation": 0, "rectanglelabels": [label]}
-        result = {"id": f"r{tid}", "type": "rectanglelabels", "original_width": 100, "original_height": 50,
-                  "value": value}
+        result = {
+            "id": f"r{tid}",
+            "type": "rectanglelabels",
+            "original_width": 100,
+            "original_height": 50,
+            "value": value,
+        }
         return {"id": tid, "data": {"image": ref}, "annotations": [{"id": tid, "result": [result]}]}
 
     src = tmp_path / "export.json"
-    src.write_text(json.dumps([task(1, "s3://bucket/x/sub a/dup.jpg", "cat"),
-                               task(2, "/data/local-files/?d=other/sub%20b/dup.jpg", "dog")]))
+    src.write_text(
+        json.dumps(
+            [
+                task(1, "s3://bucket/x/sub a/dup.jpg", "cat"),
+                task(2, "/data/local-files/?d=other/sub%20b/dup.jpg", "dog"),
+            ]
+        )
+    )
     out = tmp_path / "out.json"
     convert("labelstudio", [src], images, out, NAMES, IDS)
     coco = json.loads(out.read_text())
     names = {i["id"]: i["file_name"] for i in coco["images"]}
     assert sorted((names[a["image_id"]], a["category_id"]) for a in coco["annotations"]) == [
-        ("sub a/dup.jpg", 1), ("sub b/dup.jpg", 2)]
+        ("sub a/dup.jpg", 1),
+        ("sub b/dup.jpg", 2),
+    ]
     with pytest.raises(UserError, match="ambiguous"):  # a bare name still cannot choose
         src.write_text(json.dumps([task(1, "http://host/img/dup.jpg", "cat")]))
         convert("labelstudio", [src], images, tmp_path / "amb.json", NAMES, IDS)
