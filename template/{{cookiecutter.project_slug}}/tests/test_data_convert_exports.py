@@ -325,7 +325,10 @@ def test_cvat_video_tracks(tmp_path):
                           ("frame_000001.jpg", 1, [12.0, 5.0, 20.0, 20.0]),
                           ("frame_000001.jpg", 2, [1.0, 2.0, 8.0, 10.0])]
     assert summary["negatives"] == 1  # frame 2: the object is outside
-    assert summary["not_converted"] == {"track shape outside the frame (outside=1)": 1}
+    # outside=1 is an absence, not an annotation lost: a note, and --strict passes
+    assert summary["not_converted"] == {}
+    assert any("1 track shape(s) with outside=1" in note for note in summary["notes"])
+    assert run("cvat", tmp_path, None, tmp_path / "strict.json", strict=True)["not_converted"] == {}
     ann = json.loads(out.read_text())["annotations"][1]
     assert ann["attributes"] == {"occluded": True, "track_id": 0}
     (tmp_path / "images" / "frame_000001.jpg").unlink()
@@ -552,4 +555,4 @@ def test_cvat_video_from_a_later_start_frame_with_a_skeleton(tmp_path):
     summary = run("cvat", src, tmp_path / "images", tmp_path / "out.json")
     assert [b[:2] for b in boxes(tmp_path / "out.json")] == [
         ("frame_000000.jpg", 1), ("frame_000001.jpg", 1), ("frame_000001.jpg", 2)]
-    assert summary["not_converted"] == {"track shape outside the frame (outside=1)": 1, "skeleton (no box)": 1}
+    assert summary["not_converted"] == {"skeleton (no box)": 1}  # outside=1: a note, not a loss

@@ -4,7 +4,7 @@
     <mask> (each becomes its bounding box) and shapes without a box (points, polylines,
     cuboids, skeletons, tags), which are counted as not converted.
   * "CVAT for video": <track label> holding one <box frame outside ...> (or polygon) per frame.
-    A shape with outside="1" marks frames where the object is gone: counted, no box. Frame N is
+    A shape with outside="1" marks frames where the object is gone: no box, a note. Frame N is
     the exported image frame_NNNNNN.* in --images (N as in the XML, or counted from the task's
     start_frame with its frame_filter step when only those names exist). The point tracks inside
     a skeleton track are parts of the skeleton, counted once with it.
@@ -144,7 +144,7 @@ def _frame_numbering(root):
 
 
 def _tracks(src, root, ctx):
-    frames = {}
+    frames, out_of_view = {}, 0
     for t, track in enumerate(root.findall("track")):
         label = track.get("label", "")
         for k, shape in enumerate(track, 1):
@@ -153,7 +153,10 @@ def _tracks(src, root, ctx):
             frame = shape.get("frame")
             here = f"{src}: <track id={track.get('id', t)}> frame {frame}"
             if flag(shape.get("outside", "0")):
-                ctx.report.skip("track shape outside the frame (outside=1)", here)
+                # CVAT's way of saying "the object is out of view from this frame on": an absence,
+                # not an annotation left behind, so a note rather than "not converted" (every
+                # track that ends before the video does has one; --strict must not fail on it).
+                out_of_view += 1
                 continue
             box = shape_box(shape, here, ctx)
             if box is None:
@@ -161,6 +164,9 @@ def _tracks(src, root, ctx):
             number = int(num(frame, here, "frame"))
             attributes = _attributes(shape, track_id=int(num(track.get("id", t), here, "id")))
             frames.setdefault(number, []).append((label, *xywh(*box), here, attributes))
+    if out_of_view:
+        ctx.report.notes.append(f"{src}: {out_of_view} track shape(s) with outside=1 (the object out of "
+                                "view in those frames): no box there, as CVAT means")
     by_base = {}
     if frames:
         for rel in ctx.index.files:
