@@ -269,7 +269,7 @@ def overlap_sample(c, images=None, fraction=0.1, seed=0, out=None):
     "smoke": "A few iterations at a tiny size: checks that everything runs",
     "batch_size": "Total batch size over all devices (default: the Exp's batch_size)",
     "amp": "Mixed precision: fp16 (CUDA) or bf16",
-    "strategy": "full, head (backbone and neck frozen) or progressive (default: the Exp's)",
+    "strategy": "full, head (backbone and neck frozen), progressive, or classes (only the class predictions train) (default: the Exp's)",
     "devices": "Processes (GPUs) on this machine; more than 1 runs DDP through torchrun",
     "nnodes": "Machines taking part (multi-node DDP)",
     "node_rank": "This machine's rank among the nodes (0 on the master)",

@@ -104,13 +104,18 @@ class FinetuneExp(YoloxExp):
         # weights (head surgery); the others start fresh. A checkpoint that stores its own
         # class names (ours do) uses those instead.
         self.pretrained_classes = COCO_CLASS_NAMES
+        # Classes whose class weights come from the starting checkpoint (by name) but that the
+        # training data never shows (keep_coco's 80, a base model's old classes) keep those
+        # weights frozen; trained, they would only learn "not this class" and be forgotten.
+        self.freeze_unseen_classes = True
         # From-scratch profile, used in place of basic_lr_per_img and warmup_epochs when there
         # are no starting weights: YOLOX's own from-scratch values (0.01 at batch 64).
         self.scratch_basic_lr_per_img = 0.01 / 64
         self.scratch_warmup_epochs = 5
 
         # ---------------- transfer learning ---------------- #
-        # full | head (backbone and neck frozen) | progressive (unfreeze on a schedule)
+        # full | head (backbone and neck frozen) | progressive (unfreeze on a schedule) |
+        # classes (only the class predictions train: add classes, keep the old ones' accuracy)
         self.strategy = "full"
         # progressive: (part, epoch) pairs; a part trains from that epoch on (0-based).
         self.progressive_schedule = (("neck", 3), ("dark5", 6), ("dark4", 9), ("dark3", 12),

@@ -132,6 +132,7 @@ class LoadReport:
     skipped: list = field(default_factory=list)  # (name, checkpoint shape, model shape)
     missing: list = field(default_factory=list)  # in the model, not in the checkpoint
     unexpected: list = field(default_factory=list)  # in the checkpoint, not in the model
+    kept_rows: list = field(default_factory=list)  # our classes whose class rows came from it (by name)
 
     def summary(self):
         text = (f"loaded {len(self.loaded)} tensors, skipped {len(self.skipped)} (shape or classes differ), "

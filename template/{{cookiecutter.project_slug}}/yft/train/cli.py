@@ -20,7 +20,7 @@ def parser():
     p.add_argument("--smoke", action="store_true", help="a few iterations at a tiny size")
     p.add_argument("--batch-size", type=int, default=0, help="total batch size over all processes")
     p.add_argument("--amp", choices=["fp16", "bf16"], help="mixed precision")
-    p.add_argument("--strategy", help="full, head or progressive")
+    p.add_argument("--strategy", help="full, head, progressive or classes")
     p.add_argument("--set", dest="overrides", action="append", default=[], help="key=value Exp override")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     return p

@@ -44,9 +44,33 @@ class Freezer(HookBase):
         t = self.trainer
         units = frozen_units(t.exp, t.epoch)
         if units != t.frozen_units or t.epoch == t.start_epoch:
-            t.set_frozen(units, apply_freeze(t.model, units))
+            t.set_frozen(units, apply_freeze(t.model, units, class_preds=t.exp.strategy == "classes"))
             if distributed.is_main():
                 tqdm.write(f"epoch {t.epoch + 1}: {describe_trainable(t.model, units)}")
+
+
+class KeepClassRows(HookBase):
+    """Keeps the class-prediction rows of `rows` (our class indices) at their starting values:
+    classes taken from the checkpoint that the training data never shows. Trained, they could
+    only learn "not this class" at every anchor and be forgotten. Restored after each step (in
+    the EMA too), which also undoes weight decay and momentum on them."""
+
+    def __init__(self, rows):
+        self.rows, self.saved = list(rows), None
+
+    def before_train(self):
+        preds = self.trainer.model.head.cls_preds
+        self.saved = [(conv.weight[self.rows].clone(), conv.bias[self.rows].clone()) for conv in preds]
+
+    @torch.no_grad()
+    def after_step(self):
+        t = self.trainer
+        for model in (t.model, t.ema.ema if t.ema is not None else None):
+            if model is None:
+                continue
+            for conv, (weight, bias) in zip(model.head.cls_preds, self.saved):
+                conv.weight[self.rows] = weight
+                conv.bias[self.rows] = bias
 
 
 class Multiscale(HookBase):
@@ -179,6 +203,7 @@ class Checkpointer(HookBase):
             "hooks": {type(h).__name__: h.state_dict() for h in t.hooks if hasattr(h, "state_dict")},
             "class_names": list(t.exp.class_names),
             "profile": getattr(t, "profile", "finetune"),  # finetune or scratch hyperparameters
+            "frozen_class_rows": list(getattr(t, "frozen_class_rows", [])),
             "input_size": list(t.exp.input_size),
             "exp_name": t.exp.exp_name,
         }

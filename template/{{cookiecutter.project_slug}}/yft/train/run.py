@@ -152,8 +152,6 @@ def train(exp, device, ckpt=None, resume=False, smoke=False, batch_size=None, am
     log(f"hyperparameters: {profile} profile, lr {lr:.3g} (basic_lr_per_img {exp.basic_lr_per_img:.3g} "
         f"x batch {batch_size * max(1, exp.accumulate)}), warmup {exp.warmup_epochs} epochs"
         + (" (from-scratch values: scratch_basic_lr_per_img, scratch_warmup_epochs)" if profile == "scratch" else ""))
-    if install_loss_shaping(model, exp):
-        log(f"loss shaping: label smoothing {exp.label_smoothing}, focal gamma {exp.focal_gamma}")
 
     if resume is True and not smoke and distributed.is_main():
         runs.set_latest(exp, out_dir)
@@ -176,6 +174,21 @@ def train(exp, device, ckpt=None, resume=False, smoke=False, batch_size=None, am
     loader = build_train_loader(exp, batch_size // world, device, seed=seed, rank=rank,
                                 world_size=world, skip_batches=skip)
     iters_per_epoch = min(len(loader), max_iters_per_epoch or len(loader))
+    unseen = []
+    if exp.freeze_unseen_classes and state is None and start.path and report.kept_rows:
+        from yft.train.sampling import dataset_class_lists
+
+        seen = {int(c) for classes in dataset_class_lists(loader.dataset._dataset) for c in classes}
+        unseen = [row for row in report.kept_rows if row not in seen]
+    elif state is not None:
+        unseen = list(state.get("frozen_class_rows", []))
+    if unseen:
+        log(f"classes: {len(unseen)} taken from the checkpoint never appear in the training data; their "
+            f"class weights stay frozen and out of the class loss ({', '.join(exp.class_names[r] for r in unseen[:5])}"
+            f"{' ...' if len(unseen) > 5 else ''}; freeze_unseen_classes)")
+    if install_loss_shaping(model, exp, unseen):
+        log(f"loss shaping: label smoothing {exp.label_smoothing}, focal gamma {exp.focal_gamma}"
+            + (f", {len(unseen)} classes left out of the class loss" if unseen else ""))
     model.to(device)
     if exp.channels_last:
         model.to(memory_format=torch.channels_last)
@@ -194,6 +207,7 @@ def train(exp, device, ckpt=None, resume=False, smoke=False, batch_size=None, am
     trainer = Trainer(exp, model, optimizer, schedule, loader, device, iters_per_epoch,
                       ema=ema, amp_dtype=amp_dtype)
     trainer.profile = profile  # stored in checkpoints: a resume keeps the run's hyperparameters
+    trainer.frozen_class_rows = unseen  # likewise
 
     def validate(eval_model):
         metrics, _ = evaluate_backend(TorchBackend(eval_model, device), exp, "val", device,
@@ -204,6 +218,7 @@ def train(exp, device, ckpt=None, resume=False, smoke=False, batch_size=None, am
     main = distributed.is_main()
     trainer.register_hooks([
         hooks.Freezer(),
+        hooks.KeepClassRows(unseen) if unseen else None,
         hooks.NoAugTail(),
         hooks.Multiscale(seed) if exp.multiscale else None,
         hooks.Evaluator(validate, out_dir),  # every rank validates its share of the images

@@ -6,15 +6,20 @@ Strategies (exp.strategy, or `invoke train --strategy`):
                (little data, or a quick first look).
   progressive  the head first, then the neck and the backbone stages from the top down, each at
                the epoch given in exp.progressive_schedule (a common middle ground).
+  classes      only the class-prediction layers train, everything else (objectness, boxes,
+               features) stays the checkpoint's: adding classes to a model whose old classes
+               must keep their accuracy while the new data does not show them (keep-COCO style;
+               with freeze_unseen_classes the old classes' rows stay as they were).
 """
 
+import torch.nn as nn
 from tqdm import tqdm
 
 from yft.project import UserError
 
 # Units a strategy can freeze, from the head down to the stem.
 UNITS = ("head", "neck", "dark5", "dark4", "dark3", "dark2", "stem")
-STRATEGIES = ("full", "head", "progressive")
+STRATEGIES = ("full", "head", "progressive", "classes")
 
 
 def unit_modules(model, unit):
@@ -33,6 +38,8 @@ def frozen_units(exp, epoch):
         return []
     if exp.strategy == "head":
         return list(UNITS[1:])
+    if exp.strategy == "classes":
+        return list(UNITS)
     if exp.strategy == "progressive":
         unfreeze_at = dict(exp.progressive_schedule)
         unknown = set(unfreeze_at) - set(UNITS[1:])
@@ -43,7 +50,7 @@ def frozen_units(exp, epoch):
     raise UserError(f"strategy {exp.strategy!r}: use one of {', '.join(STRATEGIES)}")
 
 
-def apply_freeze(model, units):
+def apply_freeze(model, units, class_preds=False):
     """Freeze `units` (no gradients) and unfreeze the rest; return the frozen modules, whose
     BatchNorm layers the trainer keeps in eval mode so their statistics stay pretrained."""
     frozen = []
@@ -51,8 +58,13 @@ def apply_freeze(model, units):
         for module in unit_modules(model, unit):
             for param in module.parameters():
                 param.requires_grad = unit not in units
-            if unit in units:
+            if unit in units and unit == "head":  # the head's forward computes the losses in
+                frozen += [m for m in module.modules() if isinstance(m, nn.BatchNorm2d)]  # train mode
+            elif unit in units:
                 frozen.append(module)
+    if class_preds:  # strategy "classes": in a frozen head, the class predictions still train
+        for param in model.head.cls_preds.parameters():
+            param.requires_grad = True
     return frozen
 
 
@@ -137,6 +149,7 @@ def load_pretrained(model, exp, state, log=tqdm.write):
                        if k not in grafted and k in model.state_dict()]
     report.unexpected += [k for k in surgery if k not in model.state_dict()]
     report.missing = [k for k in report.missing if k not in surgery]
+    report.kept_rows = sorted(row_map)
     names = list(exp.class_names)
     kept = [names[ours] for ours in sorted(row_map)]
     new = [name for k, name in enumerate(names) if k not in row_map]
