@@ -18,9 +18,6 @@ import yaml
 from helpers import render_copier
 
 WORKFLOW = ".github/workflows/ci.yml"
-# Until the template's Python has been through `ruff format` once, the ruff hooks are skipped
-# here; the other hooks run.
-SKIPPED_HOOKS = "ruff-check,ruff-format,end-of-file-fixer"
 
 
 @pytest.fixture(scope="module")
@@ -33,7 +30,7 @@ def git(cwd, *args):
 
 
 def pre_commit(project):
-    env = os.environ | {"SKIP": SKIPPED_HOOKS}
+    env = {k: v for k, v in os.environ.items() if k != "SKIP"}
     return subprocess.run(
         [sys.executable, "-m", "pre_commit", "run", "--all-files", "--color", "never"],
         cwd=project,
@@ -67,7 +64,7 @@ def test_hooks_install_from_the_package_index_only(project):
     assert pinned and pinned <= set(dev["optional-dependencies"]["dev"])
 
 
-def test_pre_commit_passes_on_a_fresh_project_and_catches_markers_and_big_files(tmp_path, project, clean_git):
+def test_pre_commit_passes_on_a_fresh_project_and_catches_what_it_is_for(tmp_path, project, clean_git):
     work = tmp_path / "work"
     shutil.copytree(project, work, symlinks=True)
     git(work, "init", "-q")
@@ -84,12 +81,16 @@ def test_pre_commit_passes_on_a_fresh_project_and_catches_markers_and_big_files(
         encoding="utf-8",
     )
     (work / "model.ckpt").write_bytes(os.urandom(2 * 1024 * 1024))
+    # And code the linter rejects: an unused import.
+    (work / "yft" / "scratch.py").write_text("import os\n", encoding="utf-8")
     git(work, "add", "-A")
     result = pre_commit(work)
     out = result.stdout + result.stderr
     assert result.returncode != 0, out
     assert re.search(rf"{re.escape('exps/' + exp.name)}:\d+: Merge conflict string '<<<<<<<'", out), out
     assert re.search(r"model\.ckpt \(2048 KB\) exceeds 1024 KB", out), out
+    assert re.search(r"^ruff check .*Failed$", out, re.MULTILINE), out
+    assert (work / "yft" / "scratch.py").read_text(encoding="utf-8") == "", "ruff's fix did not run"
 
 
 # ------------------------------------------------------------------ CI workflow
