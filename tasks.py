@@ -1,9 +1,9 @@
 """Tasks for people who maintain or try the yft template. `invoke --list` shows them.
 
-    invoke demo                      # render a sample project, train it briefly, evaluate, export, predict
-    invoke test                      # ruff, then the template's test suite (what CI runs)
-    invoke lint [--fix]              # ruff check and ruff format --check (or fix and format)
-    invoke render --dest myproj --data model=yolox_nano --data "class_names=[cat, dog]"
+invoke demo                      # render a sample project, train it briefly, evaluate, export, predict
+invoke test                      # ruff, then the template's test suite (what CI runs)
+invoke lint [--fix]              # ruff check and ruff format --check (or fix and format)
+invoke render --dest myproj --data model=yolox_nano --data "class_names=[cat, dog]"
 """
 
 import hashlib
@@ -33,13 +33,28 @@ DEMO_ANSWERS = {
 # The demo shows finetuning, the product. Official COCO weights need a download, so the demo
 # makes its own "pretrained" model first: trained from scratch on three *other* shapes (never
 # on the demo's classes), cached in the weights cache so a second demo finetunes at once.
-DEMO_BASE = {"project_name": "Shapes Base", "class_names": ["diamond", "cross", "ring"], "train": 192, "epochs": 50}
+DEMO_BASE = {
+    "project_name": "Shapes Base",
+    "class_names": ["diamond", "cross", "ring"],
+    "train": 192,
+    "epochs": 50,
+}
 # Short schedules on 128 px inputs: mosaic on half the batches only (four images in 128 px make
 # objects of a few pixels), and a higher LR than the finetune profile (tuned for 50-100 epochs).
-DEMO_BASE_SETTINGS = ["scratch_basic_lr_per_img=0.00125", "scratch_warmup_epochs=2", "no_aug_epochs=5",
-                      "mosaic_prob=0.5", "eval_interval=10"]
-DEMO_TRAIN_SETTINGS = ["basic_lr_per_img=0.00125", "warmup_epochs=1", "no_aug_epochs=5", "mosaic_prob=0.5",
-                       "eval_interval=5"]
+DEMO_BASE_SETTINGS = [
+    "scratch_basic_lr_per_img=0.00125",
+    "scratch_warmup_epochs=2",
+    "no_aug_epochs=5",
+    "mosaic_prob=0.5",
+    "eval_interval=10",
+]
+DEMO_TRAIN_SETTINGS = [
+    "basic_lr_per_img=0.00125",
+    "warmup_epochs=1",
+    "no_aug_epochs=5",
+    "mosaic_prob=0.5",
+    "eval_interval=5",
+]
 DEMO_TRAIN_IMAGES = 128
 
 
@@ -63,22 +78,27 @@ def render_project(dest, data, use_cookiecutter=False):
         from cookiecutter.main import cookiecutter
 
         context = {k: ", ".join(v) if isinstance(v, list) else str(v) for k, v in data.items()}
-        out = cookiecutter(str(ROOT), directory="template", no_input=True, extra_context=context,
-                           output_dir=str(dest.parent))
+        out = cookiecutter(
+            str(ROOT), directory="template", no_input=True, extra_context=context, output_dir=str(dest.parent)
+        )
         Path(out).rename(dest) if Path(out) != dest else None
         return dest
     import copier
 
     # Rendering the working tree (uncommitted edits included) is the point here.
     warnings.filterwarnings("ignore", message="Dirty template changes included automatically")
-    copier.run_copy(str(ROOT), str(dest), data=data, defaults=True, unsafe=False, vcs_ref="HEAD",
-                    quiet=True)
+    copier.run_copy(str(ROOT), str(dest), data=data, defaults=True, unsafe=False, vcs_ref="HEAD", quiet=True)
     return dest
 
 
-@task(iterable=["data"], help={"dest": "Folder for the new project",
-                               "data": "An answer, key=value (repeatable), e.g. model=yolox_nano",
-                               "cookiecutter": "Render through cookiecutter instead of copier"})
+@task(
+    iterable=["data"],
+    help={
+        "dest": "Folder for the new project",
+        "data": "An answer, key=value (repeatable), e.g. model=yolox_nano",
+        "cookiecutter": "Render through cookiecutter instead of copier",
+    },
+)
 def render(c, dest, data=None, cookiecutter=False):
     """Render a project from this template (working tree included) into DEST."""
     if Path(dest).exists() and any(Path(dest).iterdir()):
@@ -96,8 +116,10 @@ def demo_base(c, py, epochs=DEMO_BASE["epochs"]):
     """The demo's base checkpoint: cached by a key over its recipe and the template's code (same
     key, same file), else trained now in a throw-away project."""
     code = sorted((ROOT / "template").rglob("*.py"))
-    key = hashlib.sha256(json.dumps([DEMO_ANSWERS, DEMO_BASE, DEMO_BASE_SETTINGS, epochs]).encode()
-                         + b"".join(p.read_bytes() for p in code)).hexdigest()[:12]
+    key = hashlib.sha256(
+        json.dumps([DEMO_ANSWERS, DEMO_BASE, DEMO_BASE_SETTINGS, epochs]).encode()
+        + b"".join(p.read_bytes() for p in code)
+    ).hexdigest()[:12]
     cached = weights_cache() / "demo" / f"shapes_base_{key}.pth"
     if cached.is_file():
         print(f"base model: {cached} (cached by an earlier demo)")
@@ -116,8 +138,13 @@ def demo_base(c, py, epochs=DEMO_BASE["epochs"]):
     return cached
 
 
-@task(help={"dest": "Folder for the demo project (replaced if it exists)",
-            "epochs": "Finetuning epochs (INT)", "seed": "Random seed of the finetuning run (INT)"})
+@task(
+    help={
+        "dest": "Folder for the demo project (replaced if it exists)",
+        "epochs": "Finetuning epochs (INT)",
+        "seed": "Random seed of the finetuning run (INT)",
+    }
+)
 def demo(c, dest="demo-project", epochs=DEMO_ANSWERS["epochs"], seed=0):
     """Render a sample project, finetune a base model onto its classes on CPU, evaluate, export, predict
     the test images."""
@@ -141,14 +168,20 @@ def demo(c, dest="demo-project", epochs=DEMO_ANSWERS["epochs"], seed=0):
         c.run(f"{py} report", echo=True)  # again, now that the ONNX export exists to link
     run = dest / "runs" / "shapes_demo_yolox_nano" / "train"
     metrics = json.loads((run / "eval_val_torch" / "metrics.json").read_text())
-    print(f"\ndemo done in {(time.perf_counter() - started) / 60:.1f} min: finetuned from a base model of other "
-          f"shapes, val mAP50 {metrics['mAP50']:.3f}, mAP50:95 {metrics['mAP50_95']:.3f}")
-    for label, path in [("project", dest), ("base model", base), ("checkpoint", run / "best.pth"),
-                        ("metrics", run / "eval_val_torch" / "metrics.json"),
-                        ("ONNX model", run / "best.onnx"),
-                        ("predictions", run / "predictions"),
-                        ("tensorboard logs", run / "tensorboard"),
-                        ("HTML report", run / "report.html")]:
+    print(
+        f"\ndemo done in {(time.perf_counter() - started) / 60:.1f} min: finetuned from a base model of other "
+        f"shapes, val mAP50 {metrics['mAP50']:.3f}, mAP50:95 {metrics['mAP50_95']:.3f}"
+    )
+    for label, path in [
+        ("project", dest),
+        ("base model", base),
+        ("checkpoint", run / "best.pth"),
+        ("metrics", run / "eval_val_torch" / "metrics.json"),
+        ("ONNX model", run / "best.onnx"),
+        ("predictions", run / "predictions"),
+        ("tensorboard logs", run / "tensorboard"),
+        ("HTML report", run / "report.html"),
+    ]:
         print(f"  {label:<17}{path}")
 
 

@@ -55,14 +55,17 @@ def generate(root, n, seed=0):
                 x, y = int(rng.integers(0, w - bw)), int(rng.integers(0, h - bh))
                 k = int(rng.integers(len(CLASSES)))
                 lines.append(f"{k} {(x + bw / 2) / w:.6f} {(y + bh / 2) / h:.6f} {bw / w:.6f} {bh / h:.6f}\n")
-                objects.append(f"<object><name>{CLASSES[k]}</name><difficult>0</difficult><bndbox>"
-                               f"<xmin>{x + 1}</xmin><ymin>{y + 1}</ymin><xmax>{x + bw}</xmax>"
-                               f"<ymax>{y + bh}</ymax></bndbox></object>")
+                objects.append(
+                    f"<object><name>{CLASSES[k]}</name><difficult>0</difficult><bndbox>"
+                    f"<xmin>{x + 1}</xmin><ymin>{y + 1}</ymin><xmax>{x + bw}</xmax>"
+                    f"<ymax>{y + bh}</ymax></bndbox></object>"
+                )
             (yolo / f"{name}.txt").write_text("".join(lines))
             boxes += len(lines)
         (voc / f"{name}.xml").write_text(
             f"<annotation><filename>{name}.jpg</filename><size><width>{w}</width><height>{h}</height>"
-            f"<depth>3</depth></size>{''.join(objects)}</annotation>")
+            f"<depth>3</depth></size>{''.join(objects)}</annotation>"
+        )
     (root / "done").write_text(str(boxes))
     return images, yolo, voc
 
@@ -74,8 +77,22 @@ def timed(cmd, env=None):
 
 
 def ours_cmd(fmt, src, images, out):
-    return [sys.executable, "-m", "yft.data.convert", "--from", fmt, "--src", str(src), "--images",
-            str(images), "--out", str(out), "--classes", ",".join(CLASSES), "--force"]
+    return [
+        sys.executable,
+        "-m",
+        "yft.data.convert",
+        "--from",
+        fmt,
+        "--src",
+        str(src),
+        "--images",
+        str(images),
+        "--out",
+        str(out),
+        "--classes",
+        ",".join(CLASSES),
+        "--force",
+    ]
 
 
 def globox_cmd(fmt, src, images, out):
@@ -97,7 +114,9 @@ def boxes_of(path, fmt, tool):
         if tool == "globox" and fmt == "yolo":
             name = CLASSES[int(name)]
         x, y, w, h = a["bbox"]
-        out.setdefault(files[a["image_id"]], []).append((name, round(x, 1), round(y, 1), round(w, 1), round(h, 1)))
+        out.setdefault(files[a["image_id"]], []).append(
+            (name, round(x, 1), round(y, 1), round(w, 1), round(h, 1))
+        )
     return {k: sorted(v) for k, v in out.items()}, len(coco["images"])
 
 
@@ -128,10 +147,14 @@ def main():
     root = Path(args.workdir) / f"n{args.n}"
     t = time.perf_counter()
     images, yolo, voc = generate(root, args.n)
-    print(f"dataset: {args.n} images, {(root / 'done').read_text()} boxes in {root} "
-          f"({time.perf_counter() - t:.1f} s to generate or find)")
-    print(f"load average before: {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores "
-          "(timings of a loaded machine are noisy: compare the ratio, measured in the same run)")
+    print(
+        f"dataset: {args.n} images, {(root / 'done').read_text()} boxes in {root} "
+        f"({time.perf_counter() - t:.1f} s to generate or find)"
+    )
+    print(
+        f"load average before: {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores "
+        "(timings of a loaded machine are noisy: compare the ratio, measured in the same run)"
+    )
     env = dict(os.environ, PYTHONPATH=str(PROJECT))
     failed = False
     for fmt, src in (("yolo", yolo), ("voc", voc)):
@@ -144,12 +167,16 @@ def main():
         same = ours == theirs
         failed |= not same
         o, g = statistics.median(times["ours"]), statistics.median(times["globox"])
-        print(f"{fmt} -> COCO: ours {o:.2f} s ({n_ours} images: negatives kept), globox {g:.2f} s "
-              f"({n_theirs} images); same boxes: {same}; speed ratio {g / o:.1f}x")
+        print(
+            f"{fmt} -> COCO: ours {o:.2f} s ({n_ours} images: negatives kept), globox {g:.2f} s "
+            f"({n_theirs} images); same boxes: {same}; speed ratio {g / o:.1f}x"
+        )
     print(f"load average after: {os.getloadavg()[0]:.1f}")
     n, one, every = validate_scaling(images)
-    print(f"validate (full decode + hashes) of {n} JPEGs: 1 process {one:.2f} s, "
-          f"{os.cpu_count()} processes {every:.2f} s ({one / every:.1f}x)")
+    print(
+        f"validate (full decode + hashes) of {n} JPEGs: 1 process {one:.2f} s, "
+        f"{os.cpu_count()} processes {every:.2f} s ({one / every:.1f}x)"
+    )
     if failed:
         sys.exit("outputs differ")
 

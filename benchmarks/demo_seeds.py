@@ -30,8 +30,10 @@ import tasks  # noqa: E402  (the template's tasks.py: the demo's recipe lives th
 def scratch_settings():
     """The demo's finetuning settings moved onto the from-scratch profile's names."""
     renamed = {"basic_lr_per_img": "scratch_basic_lr_per_img", "warmup_epochs": "scratch_warmup_epochs"}
-    return [renamed.get(s.split("=")[0], s.split("=")[0]) + "=" + s.split("=", 1)[1]
-            for s in tasks.DEMO_TRAIN_SETTINGS]
+    return [
+        renamed.get(s.split("=")[0], s.split("=")[0]) + "=" + s.split("=", 1)[1]
+        for s in tasks.DEMO_TRAIN_SETTINGS
+    ]
 
 
 def main(argv=None):
@@ -58,19 +60,33 @@ def main(argv=None):
                     name = f"{kind}-seed{seed}"
                     sets = " ".join(f"--set {s}" for s in settings + [f"seed={seed}"])
                     started = time.perf_counter()
-                    c.run(f"{py} train --device cpu --quiet --name {name} {start} {sets}", echo=True, hide="out")
+                    c.run(
+                        f"{py} train --device cpu --quiet --name {name} {start} {sets}", echo=True, hide="out"
+                    )
                     minutes = (time.perf_counter() - started) / 60
                     run = project / "runs" / "shapes_demo_yolox_nano" / name
                     c.run(f"{py} eval --device cpu --ckpt {run / 'best.pth'}", hide="out")
                     metrics = json.loads((run / "eval_val_torch" / "metrics.json").read_text())
-                    rows.append({"kind": kind, "seed": seed, "mAP50": metrics["mAP50"],
-                                 "mAP50_95": metrics["mAP50_95"], "train_minutes": round(minutes, 2)})
-                    print(f"{kind:<10} seed {seed}: val mAP50 {metrics['mAP50']:.3f}, "
-                          f"mAP50:95 {metrics['mAP50_95']:.3f}, trained in {minutes:.1f} min", flush=True)
+                    rows.append(
+                        {
+                            "kind": kind,
+                            "seed": seed,
+                            "mAP50": metrics["mAP50"],
+                            "mAP50_95": metrics["mAP50_95"],
+                            "train_minutes": round(minutes, 2),
+                        }
+                    )
+                    print(
+                        f"{kind:<10} seed {seed}: val mAP50 {metrics['mAP50']:.3f}, "
+                        f"mAP50:95 {metrics['mAP50_95']:.3f}, trained in {minutes:.1f} min",
+                        flush=True,
+                    )
     for kind in dict.fromkeys(r["kind"] for r in rows):
         values = [r["mAP50"] for r in rows if r["kind"] == kind]
-        print(f"{kind}: val mAP50 over seeds {seeds}: mean {statistics.mean(values):.3f}, "
-              f"min {min(values):.3f}, max {max(values):.3f}")
+        print(
+            f"{kind}: val mAP50 over seeds {seeds}: mean {statistics.mean(values):.3f}, "
+            f"min {min(values):.3f}, max {max(values):.3f}"
+        )
     if args.out:
         Path(args.out).write_text(json.dumps(rows, indent=1) + "\n")
 

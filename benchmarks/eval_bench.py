@@ -36,8 +36,16 @@ def synthetic(n_images, dets_per_image, n_classes=20, seed=0):
             w, h = rng.uniform(4, 320, 2)
             x, y = rng.uniform(0, 640 - w), rng.uniform(0, 480 - h)
             c = int(rng.integers(1, n_classes + 1))
-            anns.append({"id": len(anns) + 1, "image_id": i, "category_id": c, "bbox": [x, y, w, h],
-                         "area": w * h, "iscrowd": int(rng.random() < 0.02)})
+            anns.append(
+                {
+                    "id": len(anns) + 1,
+                    "image_id": i,
+                    "category_id": c,
+                    "bbox": [x, y, w, h],
+                    "area": w * h,
+                    "iscrowd": int(rng.random() < 0.02),
+                }
+            )
             boxes.append((x, y, w, h, c))
         for _ in range(int(rng.integers(dets_per_image // 2, 3 * dets_per_image // 2 + 1))):
             if rng.random() < 0.5:
@@ -50,8 +58,14 @@ def synthetic(n_images, dets_per_image, n_classes=20, seed=0):
                 w, h = rng.uniform(4, 320, 2)
                 x, y = rng.uniform(0, 640 - w), rng.uniform(0, 480 - h)
                 c = int(rng.integers(1, n_classes + 1))
-            dets.append({"image_id": i, "category_id": c, "score": round(float(rng.random()), 4),
-                         "bbox": [round(float(v), 2) for v in (x, y, w, h)]})
+            dets.append(
+                {
+                    "image_id": i,
+                    "category_id": c,
+                    "score": round(float(rng.random()), 4),
+                    "bbox": [round(float(v), 2) for v in (x, y, w, h)],
+                }
+            )
     cats = [{"id": c, "name": f"class{c}"} for c in range(1, n_classes + 1)]
     return {"images": images, "annotations": anns, "categories": cats}, dets
 
@@ -79,8 +93,12 @@ def main(argv=None):
     parser.add_argument("--images", type=int, default=5000)
     parser.add_argument("--dets-per-image", type=int, default=60)
     parser.add_argument("--repeats", type=int, default=1, help="best of N runs per engine")
-    parser.add_argument("--min-ratio", type=float, default=5.0,
-                        help="fail when ours is less than this many times faster (0: never)")
+    parser.add_argument(
+        "--min-ratio",
+        type=float,
+        default=5.0,
+        help="fail when ours is less than this many times faster (0: never)",
+    )
     args = parser.parse_args(argv)
 
     dataset, dets = synthetic(args.images, args.dets_per_image)
@@ -100,8 +118,10 @@ def main(argv=None):
         failed |= not same
         print(f"{engine:<12} {load:9.2f} {seconds:10.2f} {ref_seconds / seconds:7.1f}x  {same}")
     ratio = ref_seconds / rows[ours][2]
-    print(f"ours ({ours}, what yft's evaluator uses): {ratio:.1f}x faster than pycocotools on "
-          f"evaluate + accumulate; mAP50:95 {rows[ours][0][0]:.6f} vs {ref_stats[0]:.6f}")
+    print(
+        f"ours ({ours}, what yft's evaluator uses): {ratio:.1f}x faster than pycocotools on "
+        f"evaluate + accumulate; mAP50:95 {rows[ours][0][0]:.6f} vs {ref_stats[0]:.6f}"
+    )
     if ours == "pycocotools":
         print("no fast engine installed (pip install faster-coco-eval)")
         failed = True

@@ -490,7 +490,7 @@ def main(argv=None):
                 step = {"status": "ok", "result": func(ctx)}
             except Skip as err:
                 step = {"status": "skipped", "reason": str(err)}
-            except Exception as err:  # one failing step must not hide the others' figures
+            except Exception as err:  # noqa: BLE001 - one failing step must not hide the others' figures
                 step = {"status": "failed", "reason": f"{type(err).__name__}: {err}"}
         step["seconds"] = round(time.perf_counter() - start, 1)
         results["steps"][name] = step

@@ -65,9 +65,13 @@ def main():
     parser.add_argument("--batch-sizes", default="1,8")
     parser.add_argument("--min-time", type=float, default=2.0, help="Seconds per row")
     parser.add_argument("--min-speedup", type=float, default=1.5)
-    parser.add_argument("--threads", type=int, default=0,
-                        help="Threads for both torch and onnxruntime (default: their own defaults); "
-                             "1 gives steadier numbers on a busy machine")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=0,
+        help="Threads for both torch and onnxruntime (default: their own defaults); "
+        "1 gives steadier numbers on a busy machine",
+    )
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -76,12 +80,27 @@ def main():
             sys.path.insert(0, str(ROOT))
             from tasks import render_project
 
-            project = render_project(Path(tmp) / "proj", {"model": args.model, "input_size": args.input_size,
-                                                          "class_names": ["cat", "dog", "bird"], "tracker": "none"})
-        options = {"batch_sizes": [int(b) for b in args.batch_sizes.split(",")], "min_time": args.min_time,
-                   "threads": args.threads}
-        result = subprocess.run([sys.executable, "-c", SNIPPET, json.dumps(options)], cwd=project,
-                                capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(project)})
+            project = render_project(
+                Path(tmp) / "proj",
+                {
+                    "model": args.model,
+                    "input_size": args.input_size,
+                    "class_names": ["cat", "dog", "bird"],
+                    "tracker": "none",
+                },
+            )
+        options = {
+            "batch_sizes": [int(b) for b in args.batch_sizes.split(",")],
+            "min_time": args.min_time,
+            "threads": args.threads,
+        }
+        result = subprocess.run(
+            [sys.executable, "-c", SNIPPET, json.dumps(options)],
+            cwd=project,
+            capture_output=True,
+            text=True,
+            env={**os.environ, "PYTHONPATH": str(project)},
+        )
     if result.returncode:
         sys.exit(result.stdout + result.stderr[-3000:])
     lines = result.stdout.splitlines()
@@ -90,7 +109,9 @@ def main():
     onnx1 = next(r for r in rows if r["backend"] == "onnx" and r["batch_size"] == min(options["batch_sizes"]))
     ratio = onnx1["speedup_vs_torch"]
     verdict = "ok" if ratio >= args.min_speedup else "TOO SLOW"
-    print(f"onnxruntime vs torch eager at batch {onnx1['batch_size']}: {ratio:.2f}x (target >= {args.min_speedup}x): {verdict}")
+    print(
+        f"onnxruntime vs torch eager at batch {onnx1['batch_size']}: {ratio:.2f}x (target >= {args.min_speedup}x): {verdict}"
+    )
     sys.exit(0 if ratio >= args.min_speedup else 1)
 
 

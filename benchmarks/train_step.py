@@ -32,9 +32,14 @@ sys.path.insert(0, str(PROJECT))
 
 from yft.train.fast_loss import install_fast_loss, uninstall_fast_loss  # noqa: E402
 
-SIZES = {"yolox_nano": (0.33, 0.25, True), "yolox_tiny": (0.33, 0.375, False),
-         "yolox_s": (0.33, 0.50, False), "yolox_m": (0.67, 0.75, False),
-         "yolox_l": (1.0, 1.0, False), "yolox_x": (1.33, 1.25, False)}
+SIZES = {
+    "yolox_nano": (0.33, 0.25, True),
+    "yolox_tiny": (0.33, 0.375, False),
+    "yolox_s": (0.33, 0.50, False),
+    "yolox_m": (0.67, 0.75, False),
+    "yolox_l": (1.0, 1.0, False),
+    "yolox_x": (1.33, 1.25, False),
+}
 AMP = {"none": None, "fp16": torch.float16, "bf16": torch.bfloat16}
 
 
@@ -53,8 +58,12 @@ def parse_args(argv=None):
     p.add_argument("--channels-last", action="store_true", help="channels_last model and images")
     p.add_argument("--fused", action="store_true", help="fused SGD (CUDA)")
     p.add_argument("--compile", action="store_true", help="torch.compile the backbone")
-    p.add_argument("--threads", type=int, default=None,
-                   help="CPU threads (torch.set_num_threads); 1 is steadier on a busy machine")
+    p.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="CPU threads (torch.set_num_threads); 1 is steadier on a busy machine",
+    )
     p.add_argument("--no-memory", action="store_true", help="skip the peak memory measurement")
     p.add_argument("--memory-child", default=None, help=argparse.SUPPRESS)
     return p.parse_args(argv)
@@ -62,14 +71,16 @@ def parse_args(argv=None):
 
 def build(args, targets):
     """Model, optimizer, scaler, images and labels; seeded, so every process builds the same."""
-    from yolox.models import YOLOX, YOLOPAFPN, YOLOXHead
+    from yolox.models import YOLOPAFPN, YOLOX, YOLOXHead
 
     torch.manual_seed(0)
     device = torch.device(args.device)
     depth, width, depthwise = SIZES[args.model]
     channels = [256, 512, 1024]
-    model = YOLOX(YOLOPAFPN(depth, width, in_channels=channels, depthwise=depthwise),
-                  YOLOXHead(args.classes, width, in_channels=channels, depthwise=depthwise))
+    model = YOLOX(
+        YOLOPAFPN(depth, width, in_channels=channels, depthwise=depthwise),
+        YOLOXHead(args.classes, width, in_channels=channels, depthwise=depthwise),
+    )
     for m in model.modules():
         if isinstance(m, torch.nn.BatchNorm2d):
             m.eps, m.momentum = 1e-3, 0.03
@@ -80,8 +91,9 @@ def build(args, targets):
     if args.compile:
         model.backbone = torch.compile(model.backbone)
     # Tiny LR: the weights barely move, so both variants keep stepping the same model.
-    opt = torch.optim.SGD(model.parameters(), lr=1e-6, momentum=0.9, nesterov=True,
-                          **({"fused": True} if args.fused else {}))
+    opt = torch.optim.SGD(
+        model.parameters(), lr=1e-6, momentum=0.9, nesterov=True, **({"fused": True} if args.fused else {})
+    )
     scaler = torch.amp.GradScaler(device.type, enabled=AMP[args.amp] == torch.float16)
 
     gen = torch.Generator().manual_seed(1)
@@ -142,8 +154,7 @@ def time_loss(args, model, images, labels):
             return official.get_losses(self, *a, **kw)
 
     head.__class__ = Capture
-    with torch.no_grad(), torch.autocast(device.type, dtype=amp or torch.float32,
-                                         enabled=amp is not None):
+    with torch.no_grad(), torch.autocast(device.type, dtype=amp or torch.float32, enabled=amp is not None):
         model(images, labels)
     head.__class__ = official
     a, kw = captured["args"], captured["kwargs"]
@@ -194,12 +205,17 @@ def peak_memory(args, targets, fast):
 
 def describe(args):
     device = torch.device(args.device)
-    name = torch.cuda.get_device_name(device) if device.type == "cuda" else \
-        f"CPU, {torch.get_num_threads()} threads"
+    name = (
+        torch.cuda.get_device_name(device)
+        if device.type == "cuda"
+        else f"CPU, {torch.get_num_threads()} threads"
+    )
     flags = [f for f in ("channels_last", "fused", "compile") if getattr(args, f)]
-    return (f"{args.model} {args.size}px, batch {args.batch}, {args.classes} classes, amp {args.amp}"
-            f"{', ' + ', '.join(flags) if flags else ''}; {name}; torch {torch.__version__}; "
-            f"median of {args.steps} steps after {args.warmup} warm-up")
+    return (
+        f"{args.model} {args.size}px, batch {args.batch}, {args.classes} classes, amp {args.amp}"
+        f"{', ' + ', '.join(flags) if flags else ''}; {name}; torch {torch.__version__}; "
+        f"median of {args.steps} steps after {args.warmup} warm-up"
+    )
 
 
 def main(argv=None):
@@ -211,9 +227,20 @@ def main(argv=None):
         print(json.dumps({"peak": peak_memory_child(args, targets, bool(fast))}))
         return
     print(describe(args))
-    header = ("targets/img", "official ms", "batched ms", "official img/s", "batched img/s",
-              "step ratio", "loss ms official", "loss ms batched", "loss ratio",
-              "peak MiB official", "peak MiB batched", "peak ratio")
+    header = (
+        "targets/img",
+        "official ms",
+        "batched ms",
+        "official img/s",
+        "batched img/s",
+        "step ratio",
+        "loss ms official",
+        "loss ms batched",
+        "loss ratio",
+        "peak MiB official",
+        "peak MiB batched",
+        "peak ratio",
+    )
     print(" | ".join(header))
     for targets in (int(t) for t in args.targets.split(",")):
         model, opt, scaler, images, labels = build(args, targets)
@@ -224,12 +251,27 @@ def main(argv=None):
             mem = {False: float("nan"), True: float("nan")}
         else:
             mem = {fast: peak_memory(args, targets, fast) / 2**20 for fast in (False, True)}
-        row = (targets, steps[False] * 1e3, steps[True] * 1e3, args.batch / steps[False],
-               args.batch / steps[True], steps[False] / steps[True], loss[False] * 1e3,
-               loss[True] * 1e3, loss[False] / loss[True], mem[False], mem[True],
-               mem[True] / mem[False])
-        print(" | ".join([str(row[0])] + [f"{v:.3g}" if i in (5, 8, 11) else f"{v:.1f}"
-                                          for i, v in enumerate(row[1:], 1)]), flush=True)
+        row = (
+            targets,
+            steps[False] * 1e3,
+            steps[True] * 1e3,
+            args.batch / steps[False],
+            args.batch / steps[True],
+            steps[False] / steps[True],
+            loss[False] * 1e3,
+            loss[True] * 1e3,
+            loss[False] / loss[True],
+            mem[False],
+            mem[True],
+            mem[True] / mem[False],
+        )
+        print(
+            " | ".join(
+                [str(row[0])]
+                + [f"{v:.3g}" if i in (5, 8, 11) else f"{v:.1f}" for i, v in enumerate(row[1:], 1)]
+            ),
+            flush=True,
+        )
 
 
 if __name__ == "__main__":

@@ -73,10 +73,7 @@ def validate(answers):
     elif len(name) > NAME_MAX:
         problems.append(f"The project name must be at most {NAME_MAX} characters (got {len(name)}).")
     slug = answers.get("project_slug", "")
-    if (
-        not slug or set(slug) - SLUG_CHARS or not slug[0].isalpha() or slug.endswith("-")
-        or "--" in slug
-    ):
+    if not slug or set(slug) - SLUG_CHARS or not slug[0].isalpha() or slug.endswith("-") or "--" in slug:
         problems.append(
             f'The project slug "{slug}" must start with a letter and hold only lowercase letters, '
             "digits and single dashes."
@@ -97,18 +94,21 @@ def validate(answers):
     for key, allowed in (("model", MODELS), ("class_mode", CLASS_MODES), ("tracker", TRACKERS)):
         if answers.get(key) not in allowed:
             problems.append(f"{key} must be one of {', '.join(allowed)} (got {answers.get(key)!r}).")
-    problems += filter(None, [
-        _int_in(answers.get("input_size"), "The input size", 64, 1920, multiple=32),
-        _int_in(answers.get("epochs"), "Epochs", 1),
-        _int_in(answers.get("batch_size"), "The batch size", 1),
-    ])
+    problems += filter(
+        None,
+        [
+            _int_in(answers.get("input_size"), "The input size", 64, 1920, multiple=32),
+            _int_in(answers.get("epochs"), "Epochs", 1),
+            _int_in(answers.get("batch_size"), "The batch size", 1),
+        ],
+    )
     return problems
 
 
 if __name__ == "__main__":
-    # cookiecutter renders the line below before it runs this file; tojson escapes every
-    # quote, so the raw string always parses.
-    ANSWERS = json.loads(r'{{ cookiecutter | tojson }}')
+    # cookiecutter renders the line below before it runs this file. tojson escapes single
+    # quotes (not double ones), so the raw string always parses; fmt: skip keeps its quotes.
+    ANSWERS = json.loads(r'{{ cookiecutter | tojson }}')  # fmt: skip
     found = validate(ANSWERS)
     for problem in found:
         print(f"error: {problem}", file=sys.stderr)

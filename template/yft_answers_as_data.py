@@ -67,9 +67,17 @@ class AnswersAsData(Extension):
         super().__init__(environment)
         self.own = _template_strings()
         env = environment
-        self.markers = tuple(m for m in (env.block_start_string, env.variable_start_string,
-                                         env.comment_start_string, env.line_statement_prefix,
-                                         env.line_comment_prefix) if m)
+        self.markers = tuple(
+            m
+            for m in (
+                env.block_start_string,
+                env.variable_start_string,
+                env.comment_start_string,
+                env.line_statement_prefix,
+                env.line_comment_prefix,
+            )
+            if m
+        )
 
     def preprocess(self, source, name, filename=None):
         if name is not None or not any(m in source for m in self.markers):

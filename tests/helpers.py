@@ -20,8 +20,8 @@ from pathlib import Path
 
 import copier
 import yaml
-from copier.errors import DirtyLocalWarning
 from cookiecutter.main import cookiecutter
+from copier.errors import DirtyLocalWarning
 
 try:
     import tomllib

@@ -24,11 +24,19 @@ def stack_importable():
 def invoke(project, *args, check=True, timeout=900):
     """Run `python -m invoke ARGS` inside a project; return the CompletedProcess."""
     env = os.environ | {"PYTHONUNBUFFERED": "1"}
-    result = subprocess.run([sys.executable, "-m", "invoke", *args], cwd=project, env=env,
-                            capture_output=True, text=True, timeout=timeout)
+    result = subprocess.run(
+        [sys.executable, "-m", "invoke", *args],
+        cwd=project,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
     if check and result.returncode:
-        raise AssertionError(f"invoke {' '.join(args)} failed ({result.returncode}) in {project}:\n"
-                             f"{result.stdout[-4000:]}\n{result.stderr[-4000:]}")
+        raise AssertionError(
+            f"invoke {' '.join(args)} failed ({result.returncode}) in {project}:\n"
+            f"{result.stdout[-4000:]}\n{result.stderr[-4000:]}"
+        )
     return result
 
 

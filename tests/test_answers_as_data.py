@@ -37,16 +37,33 @@ def _assert_literal(project):
 def test_cookiecutter_command_line_answers_run_nothing(tmp_path):
     """`cookiecutter ... class_names=...` on the command line: no file PWNED, no class 49."""
     config = tmp_path / "cookiecutterrc.yaml"
-    config.write_text(yaml.safe_dump({"cookiecutters_dir": str(tmp_path / "cc"),
-                                      "replay_dir": str(tmp_path / "replay")}))
+    config.write_text(
+        yaml.safe_dump({"cookiecutters_dir": str(tmp_path / "cc"), "replay_dir": str(tmp_path / "replay")})
+    )
     work = tmp_path / "work"
     work.mkdir()
     result = subprocess.run(
-        [sys.executable, "-m", "cookiecutter", str(TEMPLATE_ROOT), "--directory", "template",
-         "--no-input", "--config-file", str(config), "--output-dir", str(work),
-         f"class_names={', '.join(CLASSES)}", f"project_name={PROJECT_NAME}"],
-        cwd=work, capture_output=True, text=True, timeout=300,
-        env={k: v for k, v in os.environ.items() if k != "PYTHONPATH"})
+        [
+            sys.executable,
+            "-m",
+            "cookiecutter",
+            str(TEMPLATE_ROOT),
+            "--directory",
+            "template",
+            "--no-input",
+            "--config-file",
+            str(config),
+            "--output-dir",
+            str(work),
+            f"class_names={', '.join(CLASSES)}",
+            f"project_name={PROJECT_NAME}",
+        ],
+        cwd=work,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={k: v for k, v in os.environ.items() if k != "PYTHONPATH"},
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     assert not (work / "PWNED").exists(), "an answer ran a shell command"
     assert not (TEMPLATE_ROOT / "PWNED").exists()
@@ -57,10 +74,16 @@ def test_cookiecutterrc_default_context_runs_nothing(tmp_path, monkeypatch):
     """Values from the user's config (default_context) are answers too."""
     monkeypatch.chdir(tmp_path)
     project = cookiecutter(
-        str(TEMPLATE_ROOT), no_input=True, directory="template", output_dir=str(tmp_path / "out"),
-        default_config={"cookiecutters_dir": str(tmp_path / "cc"), "replay_dir": str(tmp_path / "r"),
-                        "default_context": {"class_names": ", ".join(CLASSES),
-                                            "project_name": PROJECT_NAME}})
+        str(TEMPLATE_ROOT),
+        no_input=True,
+        directory="template",
+        output_dir=str(tmp_path / "out"),
+        default_config={
+            "cookiecutters_dir": str(tmp_path / "cc"),
+            "replay_dir": str(tmp_path / "r"),
+            "default_context": {"class_names": ", ".join(CLASSES), "project_name": PROJECT_NAME},
+        },
+    )
     assert not (tmp_path / "PWNED").exists(), "an answer ran a shell command"
     _assert_literal(tmp_path / "out" / os.path.basename(project))
 

@@ -13,8 +13,7 @@ import sys
 
 import pytest
 
-from helpers import TEMPLATE_ROOT as ROOT
-from helpers import render_copier
+from helpers import TEMPLATE_ROOT as ROOT, render_copier
 from stack import invoke
 
 pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("e2e"), pytest.mark.usefixtures("yolox_stack")]
@@ -23,9 +22,17 @@ pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("e2e"), pytest.mark.usefi
 @pytest.fixture(scope="module")
 def project(tmp_path_factory):
     root = tmp_path_factory.mktemp("e2e") / "proj"
-    render_copier(root, {"project_name": "Hard Hat Finder", "dataset_name": "hats",
-                         "class_names": ["hard hat", "vest", "person \"worker\""],
-                         "model": "yolox_nano", "input_size": 128, "tracker": "tensorboard"})
+    render_copier(
+        root,
+        {
+            "project_name": "Hard Hat Finder",
+            "dataset_name": "hats",
+            "class_names": ["hard hat", "vest", 'person "worker"'],
+            "model": "yolox_nano",
+            "input_size": 128,
+            "tracker": "tensorboard",
+        },
+    )
     invoke(root, "setup")
     return root
 
@@ -68,9 +75,17 @@ def test_life_cycle(project):
     export = invoke(project, "export-onnx", "--ckpt", str(ckpt))
     assert (run / "best.onnx").is_file() and "onnxruntime vs torch" in export.stdout
     meta = subprocess.run(
-        [sys.executable, "-c", "import onnx,sys; m=onnx.load(sys.argv[1]); "
-         "print(dict((p.key, p.value) for p in m.metadata_props)['class_names'])", str(run / "best.onnx")],
-        capture_output=True, text=True, check=True).stdout
+        [
+            sys.executable,
+            "-c",
+            "import onnx,sys; m=onnx.load(sys.argv[1]); "
+            "print(dict((p.key, p.value) for p in m.metadata_props)['class_names'])",
+            str(run / "best.onnx"),
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     assert json.loads(meta) == ["hard hat", "vest", 'person "worker"']
     report = invoke(project, "report", "--run", "smoke")
     assert "HTML report: runs/hats_yolox_nano/smoke/report.html" in report.stdout
@@ -79,8 +94,18 @@ def test_life_cycle(project):
     image = project / "datasets" / "hats" / "val2017" / "val_00000.jpg"
     invoke(project, "predict", "--source", str(image), "--ckpt", str(ckpt), "--conf", "0")
     assert (run / "predictions" / "val_00000.png").stat().st_size > 0
-    invoke(project, "predict", "--source", str(image), "--ckpt", str(run / "best.onnx"), "--backend", "onnx",
-           "--output", str(project / "onnx-pred"))
+    invoke(
+        project,
+        "predict",
+        "--source",
+        str(image),
+        "--ckpt",
+        str(run / "best.onnx"),
+        "--backend",
+        "onnx",
+        "--output",
+        str(project / "onnx-pred"),
+    )
     assert (project / "onnx-pred" / "val_00000.png").is_file()
 
 
@@ -89,27 +114,60 @@ TEST_OUTPUT = {**os.environ, "YFT_TEST_OUTPUT": str(ROOT / "test-output")}
 
 
 def test_project_own_tests_pass(project):
-    result = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider"],
-                            cwd=project, capture_output=True, text=True, timeout=900, env=TEST_OUTPUT)
+    result = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider"],
+        cwd=project,
+        capture_output=True,
+        text=True,
+        timeout=900,
+        env=TEST_OUTPUT,
+    )
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
     assert " passed" in result.stdout
 
 
 def test_keep_coco_project_own_tests_pass(tmp_path):
-    root = render_copier(tmp_path / "coco", {"class_mode": "keep_coco", "model": "yolox_tiny",
-                                             "class_names": "drone, quadcopter", "input_size": 128})
+    root = render_copier(
+        tmp_path / "coco",
+        {
+            "class_mode": "keep_coco",
+            "model": "yolox_tiny",
+            "class_names": "drone, quadcopter",
+            "input_size": 128,
+        },
+    )
     invoke(root, "setup")
     # The slow training-engine runs are the same code in both class modes: once is enough.
-    result = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-m", "not slow"],
-                            cwd=root, capture_output=True, text=True, timeout=900, env=TEST_OUTPUT)
+    result = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-m", "not slow"],
+        cwd=root,
+        capture_output=True,
+        text=True,
+        timeout=900,
+        env=TEST_OUTPUT,
+    )
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
 
 
 def test_ddp_two_processes_agree_on_weights(project):
     """`invoke train --devices 2` runs torchrun with gloo on CPU; both ranks end with the same weights."""
-    invoke(project, "sample-data", "--train", "24", "--val", "8", "--test", "4", "--force")  # after test_life_cycle's
-    result = invoke(project, "train", "--devices", "2", "--smoke", "--device", "cpu", "--quiet",
-                    "--batch-size", "4", "--set", "output_dir=runs-ddp")
+    invoke(
+        project, "sample-data", "--train", "24", "--val", "8", "--test", "4", "--force"
+    )  # after test_life_cycle's
+    result = invoke(
+        project,
+        "train",
+        "--devices",
+        "2",
+        "--smoke",
+        "--device",
+        "cpu",
+        "--quiet",
+        "--batch-size",
+        "4",
+        "--set",
+        "output_dir=runs-ddp",
+    )
     output = result.stdout + result.stderr
     assert "torch.distributed.run --nproc_per_node=2" in output
     assert "DDP check: 2 ranks agree on the weights (max difference 0)" in output
@@ -121,8 +179,14 @@ def test_demo_learns(tmp_path):
     other shapes, caches it, finetunes it onto the sample classes and must reach val mAP50 >= 0.8;
     its prediction picture shows objects found."""
     env = dict(os.environ, YFT_WEIGHTS=str(tmp_path / "cache"))
-    result = subprocess.run([sys.executable, "-m", "invoke", "demo", "--dest", str(tmp_path / "demo")],
-                            cwd=ROOT, capture_output=True, text=True, timeout=1800, env=env)
+    result = subprocess.run(
+        [sys.executable, "-m", "invoke", "demo", "--dest", str(tmp_path / "demo")],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=1800,
+        env=env,
+    )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     run = tmp_path / "demo" / "runs" / "shapes_demo_yolox_nano" / "train"
     metrics = json.loads((run / "eval_val_torch" / "metrics.json").read_text())
@@ -130,7 +194,9 @@ def test_demo_learns(tmp_path):
     assert metrics["mAP50"] >= 0.8
     assert len(list((tmp_path / "cache" / "demo").glob("shapes_base_*.pth"))) == 1  # the base is cached
     # The finetuning run says where its weights came from: the base model, by --ckpt.
-    assert re.search(r"^weights: \S*shapes_base_\w+\.pth \(--ckpt, sha256 [0-9a-f]{12}\)", result.stdout, re.M)
+    assert re.search(
+        r"^weights: \S*shapes_base_\w+\.pth \(--ckpt, sha256 [0-9a-f]{12}\)", result.stdout, re.M
+    )
     assert "hyperparameters: finetune profile" in result.stdout
     found = re.search(r"predictions/(\S+)\.png: (\d+) detections", result.stdout)
     assert found and int(found.group(2)) >= 2, result.stdout[-2000:]

@@ -10,9 +10,9 @@ import re
 import shutil
 import subprocess
 import sys
-import tomllib
 
 import pytest
+import tomllib
 import yaml
 
 from helpers import render_copier
@@ -76,8 +76,7 @@ def test_pre_commit_passes_on_a_fresh_project_and_catches_what_it_is_for(tmp_pat
     exp = next((work / "exps").glob("*.py"))
     text = exp.read_text(encoding="utf-8")
     exp.write_text(
-        text
-        + "<<<<<<< before updating\nMAX_EPOCH = 80\n=======\nMAX_EPOCH = 120\n>>>>>>> after updating\n",
+        text + "<<<<<<< before updating\nMAX_EPOCH = 80\n=======\nMAX_EPOCH = 120\n>>>>>>> after updating\n",
         encoding="utf-8",
     )
     (work / "model.ckpt").write_bytes(os.urandom(2 * 1024 * 1024))

@@ -31,8 +31,10 @@ pytestmark = [pytest.mark.slow]
 VERSIONS = tuple(os.environ.get("YFT_INSTALL_PYTHONS", "3.10 3.12 3.13").split())
 NO_COMPILER = "3.13"
 # Executable names of C/C++ compilers, their drivers and linkers (gcc-12, x86_64-linux-gnu-g++, ...).
-COMPILER = re.compile(r"(^|-)(cc|c\+\+|gcc|g\+\+|clang|clang\+\+|cpp|ld|ld\.\w+|as|nvcc|icx|icpx)"
-                      r"(-[\d.]+)?$")
+COMPILER = re.compile(
+    r"(^|-)(cc|c\+\+|gcc|g\+\+|clang|clang\+\+|cpp|ld|ld\.\w+|as|nvcc|icx|icpx)"
+    r"(-[\d.]+)?$"
+)
 
 
 def find_python(version):
@@ -47,8 +49,9 @@ def find_python(version):
                 return exe
     exe = shutil.which(f"python{version}")
     if exe:
-        probe = subprocess.run([exe, "-c", "import sys; print('%d.%d' % sys.version_info[:2])"],
-                               capture_output=True, text=True)
+        probe = subprocess.run(
+            [exe, "-c", "import sys; print('%d.%d' % sys.version_info[:2])"], capture_output=True, text=True
+        )
         if probe.stdout.strip() == version:
             return Path(exe)
     return None
@@ -62,8 +65,12 @@ def path_without_compilers(folder: Path):
             continue
         for entry in Path(directory).iterdir():
             link = folder / entry.name
-            if COMPILER.search(entry.name) or link.exists() or not os.access(entry, os.X_OK) \
-                    or entry.is_dir():
+            if (
+                COMPILER.search(entry.name)
+                or link.exists()
+                or not os.access(entry, os.X_OK)
+                or entry.is_dir()
+            ):
                 continue
             link.symlink_to(entry)
     return str(folder)
@@ -74,11 +81,14 @@ def folder_size(path: Path):
 
 
 def run(args, cwd, env, timeout=1800):
-    result = subprocess.run([str(a) for a in args], cwd=cwd, env=env, capture_output=True,
-                            text=True, timeout=timeout)
+    result = subprocess.run(
+        [str(a) for a in args], cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout
+    )
     if result.returncode:
-        raise AssertionError(f"{' '.join(map(str, args))} failed ({result.returncode}):\n"
-                             f"{result.stdout[-4000:]}\n{result.stderr[-4000:]}")
+        raise AssertionError(
+            f"{' '.join(map(str, args))} failed ({result.returncode}):\n"
+            f"{result.stdout[-4000:]}\n{result.stderr[-4000:]}"
+        )
     return result
 
 
@@ -109,27 +119,42 @@ def test_setup_sample_data_and_smoke_train(version, tmp_path):
         setup_s = time.perf_counter() - started
         size_gb = folder_size(venv) / 1e9
 
-        probe = run([vpy, "-c", "import importlib.metadata as m, importlib.util as u, thop, yolox.exp;"
-                     "print(u.find_spec('yolox.layers.fast_cocoeval') is None,"
-                     " m.version('yolox'), m.version('ultralytics-thop'),"
-                     " [d.metadata['Name'] for d in m.distributions() if d.metadata['Name'] == 'thop'])"],
-                    project, env).stdout.split(maxsplit=3)
+        probe = run(
+            [
+                vpy,
+                "-c",
+                "import importlib.metadata as m, importlib.util as u, thop, yolox.exp;"
+                "print(u.find_spec('yolox.layers.fast_cocoeval') is None,"
+                " m.version('yolox'), m.version('ultralytics-thop'),"
+                " [d.metadata['Name'] for d in m.distributions() if d.metadata['Name'] == 'thop'])",
+            ],
+            project,
+            env,
+        ).stdout.split(maxsplit=3)
         assert probe[:2] == ["True", "0.3.0+noext"], probe  # no compiled op, our wheel
         assert probe[3].strip() == "[]", "the old thop distribution is installed"
         run([vpy, "-m", "pip", "check"], project, env)
         if version == NO_COMPILER:
             assert (tmp_path / "wheels" / "yolox-0.3.0+noext-py3-none-any.whl").is_file()
 
-        run([vpy, "-m", "invoke", "sample-data", "--train", "16", "--val", "8", "--test", "4"],
-            project, env)
-        train = run([vpy, "-m", "invoke", "train", "--smoke", "--device", "cpu", "--quiet"],
-                    project, env)
+        run([vpy, "-m", "invoke", "sample-data", "--train", "16", "--val", "8", "--test", "4"], project, env)
+        train = run([vpy, "-m", "invoke", "train", "--smoke", "--device", "cpu", "--quiet"], project, env)
         ckpt = project / "runs" / "widget_detector_yolox_nano" / "smoke" / "best.pth"
         assert ckpt.is_file(), train.stdout[-2000:]
-        keys = run([vpy, "-c", f"import torch; c = torch.load({str(ckpt)!r}, weights_only=True);"
-                    "print(sorted(c)); print(len(c['model']))"], project, env).stdout.splitlines()
+        keys = run(
+            [
+                vpy,
+                "-c",
+                f"import torch; c = torch.load({str(ckpt)!r}, weights_only=True);"
+                "print(sorted(c)); print(len(c['model']))",
+            ],
+            project,
+            env,
+        ).stdout.splitlines()
         assert "'model'" in keys[0] and int(keys[1]) > 100, keys
-        print(f"Python {version}: invoke setup {setup_s:.0f} s, venv {size_gb:.1f} GB"
-              + (", no compiler on PATH" if version == NO_COMPILER else ""))
+        print(
+            f"Python {version}: invoke setup {setup_s:.0f} s, venv {size_gb:.1f} GB"
+            + (", no compiler on PATH" if version == NO_COMPILER else "")
+        )
     finally:
         shutil.rmtree(venv, ignore_errors=True)  # ~5.5 GB each; pytest keeps old tmp folders

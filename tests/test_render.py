@@ -98,9 +98,9 @@ def test_render_matrix(tmp_path, data, yolox_stack):
 
     exp = load_exp(project, exp_file, model)
 
-    assert exp["yft_path"] and all(
-        path.startswith(str(project)) for path in exp["yft_path"]
-    ), f"`import yft` did not resolve to the project's own package: {exp['yft_path']}"
+    assert exp["yft_path"] and all(path.startswith(str(project)) for path in exp["yft_path"]), (
+        f"`import yft` did not resolve to the project's own package: {exp['yft_path']}"
+    )
     ours = expected_class_names(data)
     expected = ours if answers["class_mode"] == "fresh" else exp["coco_class_names"] + ours
     assert len(exp["coco_class_names"]) == 80
@@ -160,7 +160,7 @@ def test_copier_and_cookiecutter_render_the_same_tree(tmp_path, data):
         b = by_cookiecutter[path].decode("utf-8", "replace").splitlines()
         first = next((i for i, (x, y) in enumerate(zip(a, b)) if x != y), min(len(a), len(b)))
         details.append(
-            f"{path}:{first + 1}:\n  copier:       {a[first:first + 1]}\n"
-            f"  cookiecutter: {b[first:first + 1]}"
+            f"{path}:{first + 1}:\n  copier:       {a[first : first + 1]}\n"
+            f"  cookiecutter: {b[first : first + 1]}"
         )
     assert not differ, "files differ:\n" + "\n".join(details)

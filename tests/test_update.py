@@ -22,9 +22,7 @@ USER_CONFLICT = "user: my own line at the end"
 
 
 def git(cwd, *args, env=None):
-    return subprocess.run(
-        ["git", *args], cwd=cwd, env=env, check=True, capture_output=True, text=True
-    ).stdout
+    return subprocess.run(["git", *args], cwd=cwd, env=env, check=True, capture_output=True, text=True).stdout
 
 
 def template_files(root: Path) -> list[str]:
@@ -158,9 +156,7 @@ def test_update_keeps_user_edits_and_marks_conflicts(tmp_path, clean_git):
     assert "=======" in hunk
 
     # Nothing else was touched: the only changed paths are the ones we expect.
-    changed = {
-        line[3:] for line in git(project, "status", "--porcelain", env=env).splitlines()
-    }
+    changed = {line[3:] for line in git(project, "status", "--porcelain", env=env).splitlines()}
     assert changed <= {ANSWERS_FILE, clean_rel, conflict_rel}, changed
 
 
@@ -180,8 +176,13 @@ def test_update_to_the_same_version_changes_nothing(tmp_path, clean_git):
     git(project, "commit", "-q", "-m", "generated", env=env)
 
     copier.run_update(
-        dst_path=str(project), defaults=True, overwrite=True, unsafe=False,
-        conflict="inline", vcs_ref="HEAD", quiet=True,
+        dst_path=str(project),
+        defaults=True,
+        overwrite=True,
+        unsafe=False,
+        conflict="inline",
+        vcs_ref="HEAD",
+        quiet=True,
     )
 
     assert git(project, "status", "--porcelain", env=env) == ""

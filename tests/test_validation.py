@@ -42,7 +42,13 @@ def cookiecutter_context(data):
 BAD_ANSWERS = [
     ("blank-class-name", {"class_names": "a, , b"}, "class_names", "number 2 is blank", True),
     ("blank-class-in-list", {"class_names": ["a", " "]}, "class_names", "number 2 is blank", False),
-    ("duplicate-ignoring-case", {"class_names": "Helmet, vest, helmet"}, "class_names", "appears twice", True),
+    (
+        "duplicate-ignoring-case",
+        {"class_names": "Helmet, vest, helmet"},
+        "class_names",
+        "appears twice",
+        True,
+    ),
     ("duplicate-in-list", {"class_names": ["Cat", "cat"]}, "class_names", "appears twice", False),
     ("comma-in-list-item", {"class_names": ["a,b", "c"]}, "class_names", "contains a comma", False),
     ("not-text", {"class_names": [1, 2]}, "class_names", "is not text", False),
@@ -62,11 +68,29 @@ BAD_ANSWERS = [
     ("project-name-newline", {"project_name": "My\nProject"}, "project_name", "control characters", True),
     ("project-name-blank", {"project_name": "   "}, "project_name", "must not be blank", True),
     # 300 characters used to end in "OSError: File name too long" (the slug became a folder name).
-    ("project-name-300", {"project_name": "x" * 300}, "project_name", "at most 100 characters (got 300)", True),
+    (
+        "project-name-300",
+        {"project_name": "x" * 300},
+        "project_name",
+        "at most 100 characters (got 300)",
+        True,
+    ),
     ("slug-65", {"project_slug": "a" * 65}, "project_slug", "at most 64 characters (got 65)", True),
     ("dataset-65", {"dataset_name": "a" * 65}, "dataset_name", "at most 64 characters (got 65)", True),
-    ("class-name-101", {"class_names": ["ok", "c" * 101]}, "class_names", "number 2 is longer than 100", False),
-    ("class-name-101-text", {"class_names": "ok, " + "c" * 101}, "class_names", "number 2 is longer than 100", True),
+    (
+        "class-name-101",
+        {"class_names": ["ok", "c" * 101]},
+        "class_names",
+        "number 2 is longer than 100",
+        False,
+    ),
+    (
+        "class-name-101-text",
+        {"class_names": "ok, " + "c" * 101},
+        "class_names",
+        "number 2 is longer than 100",
+        True,
+    ),
 ]
 
 
@@ -105,7 +129,12 @@ GOOD_ANSWERS = [
     {"class_names": "only", "input_size": 64, "epochs": 1, "batch_size": 1},
     {"input_size": 1920, "project_slug": "a1-b2", "dataset_name": "a_1"},
     {"project_name": "Rocket \U0001f680", "class_names": ["\U0001f680 rocket", "\U0001f6f8"]},
-    {"project_name": "n" * 100, "project_slug": "s" * 64, "dataset_name": "d" * 64, "class_names": ["c" * 100]},
+    {
+        "project_name": "n" * 100,
+        "project_slug": "s" * 64,
+        "dataset_name": "d" * 64,
+        "class_names": ["c" * 100],
+    },
     {"project_name": "Long " * 19 + "Name"},  # the derived slug is cut to 64 characters
     {"class_names": ["{{ 7*7 }}", "{% raw %}"], "project_name": "P {# x #}"},  # answers are data
 ]
@@ -127,7 +156,6 @@ def test_cookiecutter_refuses_and_writes_nothing(tmp_path, capfd, data, message)
         render_cookiecutter(out, data)
     assert not out.exists() or not any(out.iterdir()), "cookiecutter left a project behind"
     assert message in capfd.readouterr().err
-
 
 
 # Borderline answers: whichever the verdict, both front doors must give the same one.

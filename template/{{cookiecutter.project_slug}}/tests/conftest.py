@@ -104,6 +104,7 @@ def same_detections():
     def assert_same(a, b, atol=1e-2):
         assert a.shape == b.shape
         np.testing.assert_allclose(canonical(a), canonical(b), atol=atol)
+
     return assert_same
 
 

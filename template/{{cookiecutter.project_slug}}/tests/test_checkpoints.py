@@ -19,9 +19,18 @@ CPU = torch.device("cpu")
 
 
 def quick(exp, **settings):
-    base = {"input_size": (64, 64), "test_size": (64, 64), "max_epoch": 1, "warmup_epochs": 1,
-            "scratch_warmup_epochs": 1, "no_aug_epochs": 0, "multiscale": False, "tracker": "none",
-            "early_stop_patience": 0, "ckpt_interval": 0}
+    base = {
+        "input_size": (64, 64),
+        "test_size": (64, 64),
+        "max_epoch": 1,
+        "warmup_epochs": 1,
+        "scratch_warmup_epochs": 1,
+        "no_aug_epochs": 0,
+        "multiscale": False,
+        "tracker": "none",
+        "early_stop_patience": 0,
+        "ckpt_interval": 0,
+    }
     for key, value in (base | settings).items():
         setattr(exp, key, value)
     return exp
@@ -37,8 +46,12 @@ def yolox_trainer_checkpoint(exp, folder):
     optimizer = exp.get_optimizer(8)  # YOLOX's own optimizer builder (reads exp.model)
     stats = np.array([0.412, 0.655])  # COCOeval.stats[0] is a numpy float64
     best_ap = max(0, stats[0])
-    state = {"start_epoch": 4, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
-             "best_ap": best_ap}
+    state = {
+        "start_epoch": 4,
+        "model": model.state_dict(),
+        "optimizer": optimizer.state_dict(),
+        "best_ap": best_ap,
+    }
     save_checkpoint(state, True, str(folder), "latest")
     return folder / "best_ckpt.pth", model
 
@@ -90,7 +103,9 @@ def flip_a_bit(path, record_suffix="data/0"):
 
 def test_bit_flipped_checkpoint_is_refused(sample_exp, tmp_path):
     path = tmp_path / "best.pth"
-    torch.save({"model": sample_exp.get_model().state_dict(), "class_names": list(sample_exp.class_names)}, path)
+    torch.save(
+        {"model": sample_exp.get_model().state_dict(), "class_names": list(sample_exp.class_names)}, path
+    )
     load_model(sample_exp, path)  # intact: loads
     flip_a_bit(path)
     with pytest.raises(UserError, match=r"best.pth: damaged checkpoint: record .*data/0 fails its CRC check"):
@@ -112,13 +127,17 @@ def test_checkpoint_of_other_classes_refused_for_eval_reported_for_finetuning(sa
     other = names[:-1] + ["something else"]
     path = tmp_path / "other.pth"
     torch.save({"model": sample_exp.get_model().state_dict(), "class_names": other}, path)
-    with pytest.raises(UserError, match=rf"other.pth: trained for other classes: class {len(names) - 1} is "
-                                        r"'something else' in the checkpoint but"):
+    with pytest.raises(
+        UserError,
+        match=rf"other.pth: trained for other classes: class {len(names) - 1} is "
+        r"'something else' in the checkpoint but",
+    ):
         load_model(sample_exp, path)
     train(quick(sample_exp), CPU, ckpt=path, batch_size=4, progress=False, max_iters_per_epoch=1)
     out = capsys.readouterr().out
-    assert (f"classes: {len(names) - 1} of our {len(names)} start from the checkpoint's class weights"
-            in out) and f"1 start fresh ({names[-1]})" in out
+    assert (
+        f"classes: {len(names) - 1} of our {len(names)} start from the checkpoint's class weights" in out
+    ) and f"1 start fresh ({names[-1]})" in out
 
 
 def test_resume_with_other_classes_is_refused_before_starting(sample_exp, tmp_path):
@@ -128,13 +147,23 @@ def test_resume_with_other_classes_is_refused_before_starting(sample_exp, tmp_pa
     bigger = type(sample_exp)()
     bigger.num_classes = sample_exp.num_classes + 1
     bigger.set_architecture(sample_exp.model_name)
-    torch.save({"train_model": bigger.get_model().state_dict(), "model": model, "epoch": 1, "iteration": 1,
-                "class_names": list(sample_exp.class_names) + ["extra"]}, run / "last.pth")
+    torch.save(
+        {
+            "train_model": bigger.get_model().state_dict(),
+            "model": model,
+            "epoch": 1,
+            "iteration": 1,
+            "class_names": list(sample_exp.class_names) + ["extra"],
+        },
+        run / "last.pth",
+    )
     with pytest.raises(UserError, match=r"last.pth: trained for other classes: the checkpoint has 1 more"):
         train(quick(sample_exp), CPU, resume=True, out_dir=run, batch_size=4, progress=False)
     # The same without stored names: the shapes are checked before any step runs.
-    torch.save({"train_model": bigger.get_model().state_dict(), "model": model, "epoch": 1,
-                "iteration": 1}, run / "last.pth")
+    torch.save(
+        {"train_model": bigger.get_model().state_dict(), "model": model, "epoch": 1, "iteration": 1},
+        run / "last.pth",
+    )
     with pytest.raises(UserError, match=r"last.pth: does not fit the Exp's model \(.*skipped 6"):
         train(quick(sample_exp), CPU, resume=True, out_dir=run, batch_size=4, progress=False)
     assert sorted(p.name for p in run.iterdir()) == ["last.pth"]

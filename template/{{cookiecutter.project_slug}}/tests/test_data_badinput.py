@@ -23,8 +23,11 @@ XXE = """<?xml version="1.0"?><!DOCTYPE foo [<!ENTITY xxe SYSTEM "file:///etc/pa
 
 
 def tree_digest(folder):
-    return {str(p.relative_to(folder)): hashlib.sha1(p.read_bytes()).hexdigest()
-            for p in sorted(Path(folder).rglob("*")) if p.is_file()}
+    return {
+        str(p.relative_to(folder)): hashlib.sha1(p.read_bytes()).hexdigest()
+        for p in sorted(Path(folder).rglob("*"))
+        if p.is_file()
+    }
 
 
 def make(tmp_path, fmt):
@@ -122,9 +125,25 @@ def test_unreadable_label(tmp_path):
 def test_task_gives_one_line_and_exit_1(tmp_path):
     src, images, labels = make(tmp_path, "yolo")
     (labels / "a.txt").write_text("0 0.5 0.5 0.2\n")
-    result = subprocess.run([sys.executable, "-m", "invoke", "convert", "--from", "yolo", "--src", str(labels),
-                             "--images", str(images), "--out", str(tmp_path / "out.json")],
-                            cwd=ROOT, capture_output=True, text=True)
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "invoke",
+            "convert",
+            "--from",
+            "yolo",
+            "--src",
+            str(labels),
+            "--images",
+            str(images),
+            "--out",
+            str(tmp_path / "out.json"),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+    )
     assert result.returncode == 1
     assert result.stderr.strip().count("\n") == 0 and "a.txt:1: expected 5 fields" in result.stderr
     assert not (tmp_path / "out.json").exists()
@@ -140,9 +159,18 @@ def test_validate_finds_truncated_and_non_images(tmp_path):
     (folder / "z.jpg").write_bytes(b"")
     (folder / "n.jpg").write_text("text")
     ann = tmp_path / "a.json"
-    ann.write_text(json.dumps({"images": [{"id": i, "file_name": n, "width": 64, "height": 64}
-                                          for i, n in enumerate(["t.jpg", "z.jpg", "n.jpg"], 1)],
-                               "annotations": [], "categories": [{"id": 1, "name": "x"}]}))
+    ann.write_text(
+        json.dumps(
+            {
+                "images": [
+                    {"id": i, "file_name": n, "width": 64, "height": 64}
+                    for i, n in enumerate(["t.jpg", "z.jpg", "n.jpg"], 1)
+                ],
+                "annotations": [],
+                "categories": [{"id": 1, "name": "x"}],
+            }
+        )
+    )
     before = tree_digest(tmp_path)
     report, _, _ = validate(None, ann, folder, report_path=tmp_path / "report.json")
     by_file = {Path(i["file"]).name: i["message"] for i in report.errors}

@@ -35,7 +35,7 @@ def run(fmt, src, images, out, **kw):
 def yolo(tmp_path):
     images, labels = tmp_path / "images", tmp_path / "labels"
     write_jpg(images / "a.jpg", 200, 100)
-    write_jpg(images / "b.jpg", 64, 48)          # no label file: a negative
+    write_jpg(images / "b.jpg", 64, 48)  # no label file: a negative
     write_jpg(images / "sub" / "c.jpg", 80, 40, orientation=6)  # shown as 40x80
     labels.mkdir()
     (labels / "classes.txt").write_text("cat\ndog\nbird\n")
@@ -58,8 +58,10 @@ def test_yolo_to_coco(yolo, tmp_path):
     assert a1["bbox"] == pytest.approx([80, 30, 40, 40]) and a1["category_id"] == 1
     assert a2["bbox"] == pytest.approx([0, 50, 100, 50]) and a2["category_id"] == 3
     assert a3["bbox"] == pytest.approx([0, 0, 40, 80]) and a3["image_id"] == 3
-    assert all(a["iscrowd"] == 0 and a["area"] == pytest.approx(a["bbox"][2] * a["bbox"][3])
-               for a in coco["annotations"])
+    assert all(
+        a["iscrowd"] == 0 and a["area"] == pytest.approx(a["bbox"][2] * a["bbox"][3])
+        for a in coco["annotations"]
+    )
 
 
 def test_yolo_map_and_drop_unknown(yolo, tmp_path):
@@ -68,7 +70,9 @@ def test_yolo_map_and_drop_unknown(yolo, tmp_path):
     with pytest.raises(UserError, match=r"a.txt:1: unknown class 'kitty'"):
         run("yolo", labels, images, tmp_path / "x.json")
     summary = run("yolo", labels, images, tmp_path / "out.json", mapping=["kitty=cat"], drop_unknown=True)
-    assert summary["boxes"] == 2 and summary["not_converted"] == {"unknown class 'parrot' (--drop-unknown)": 1}
+    assert summary["boxes"] == 2 and summary["not_converted"] == {
+        "unknown class 'parrot' (--drop-unknown)": 1
+    }
     with pytest.raises(UserError, match="'lion' is not one of the Exp's classes"):
         run("yolo", labels, images, tmp_path / "x.json", mapping=["kitty=lion"])
     assert not (tmp_path / "x.json").exists()
@@ -122,11 +126,20 @@ def test_labelme_cvat_labelstudio(tmp_path):
     write_jpg(images / "p.jpg", 100, 50)
     lm = tmp_path / "labelme"
     lm.mkdir()
-    (lm / "p.json").write_text(json.dumps({
-        "imagePath": "../img/p.jpg", "imageWidth": 100, "imageHeight": 50,
-        "shapes": [{"label": "cat", "shape_type": "rectangle", "points": [[30, 40], [10, 5]]},
-                   {"label": "bird", "shape_type": "polygon", "points": [[1, 2], [9, 4], [5, 12]]},
-                   {"label": "dog", "shape_type": "point", "points": [[3, 3]]}]}))
+    (lm / "p.json").write_text(
+        json.dumps(
+            {
+                "imagePath": "../img/p.jpg",
+                "imageWidth": 100,
+                "imageHeight": 50,
+                "shapes": [
+                    {"label": "cat", "shape_type": "rectangle", "points": [[30, 40], [10, 5]]},
+                    {"label": "bird", "shape_type": "polygon", "points": [[1, 2], [9, 4], [5, 12]]},
+                    {"label": "dog", "shape_type": "point", "points": [[3, 3]]},
+                ],
+            }
+        )
+    )
     summary = run("labelme", lm, images, tmp_path / "lm.json")
     coco = json.loads((tmp_path / "lm.json").read_text())
     assert [a["bbox"] for a in coco["annotations"]] == [[10, 5, 20, 35], [1, 2, 8, 10]]
@@ -145,16 +158,38 @@ def test_labelme_cvat_labelstudio(tmp_path):
     assert cat["bbox"] == [1, 1, 4, 8] and cat["category_id"] == 1
 
     ls = tmp_path / "ls.json"
-    task = {"id": 7, "data": {"image": "/data/upload/1/0a1b2c3d-p.jpg"}, "annotations": [{"result": [
-        {"type": "rectanglelabels", "original_width": 100, "original_height": 50,
-         "value": {"x": 10, "y": 20, "width": 50, "height": 40, "rotation": 0, "rectanglelabels": ["bird"]}}]}]}
+    task = {
+        "id": 7,
+        "data": {"image": "/data/upload/1/0a1b2c3d-p.jpg"},
+        "annotations": [
+            {
+                "result": [
+                    {
+                        "type": "rectanglelabels",
+                        "original_width": 100,
+                        "original_height": 50,
+                        "value": {
+                            "x": 10,
+                            "y": 20,
+                            "width": 50,
+                            "height": 40,
+                            "rotation": 0,
+                            "rectanglelabels": ["bird"],
+                        },
+                    }
+                ]
+            }
+        ],
+    }
     ls.write_text(json.dumps([task]))
     run("labelstudio", ls, images, tmp_path / "ls_out.json")
     (ann,) = json.loads((tmp_path / "ls_out.json").read_text())["annotations"]
     assert ann["bbox"] == [10, 10, 50, 20] and ann["category_id"] == 3
     task["annotations"][0]["result"][0]["value"]["rotation"] = 15
     ls.write_text(json.dumps([task]))
-    with pytest.raises(UserError, match=r"ls.json: task 7 region 0: box is rotated \(15 degrees\).*--rotated enclose"):
+    with pytest.raises(
+        UserError, match=r"ls.json: task 7 region 0: box is rotated \(15 degrees\).*--rotated enclose"
+    ):
         run("labelstudio", ls, images, tmp_path / "rot.json")
     assert not (tmp_path / "rot.json").exists()
 
@@ -170,7 +205,9 @@ def test_merge_coco_and_back_to_yolo(yolo, tmp_path):
     for ann in other["annotations"]:
         ann["category_id"] = {1: 9, 2: 7, 3: 3}[ann["category_id"]]
     (tmp_path / "second" / "train" / "_annotations.coco.json").write_text(json.dumps(other))
-    summary = convert("coco", [tmp_path / "a.json", tmp_path / "second"], None, tmp_path / "m.json", NAMES, IDS)
+    summary = convert(
+        "coco", [tmp_path / "a.json", tmp_path / "second"], None, tmp_path / "m.json", NAMES, IDS
+    )
     merged = json.loads((tmp_path / "m.json").read_text())
     assert [i["id"] for i in merged["images"]] == list(range(1, 7))
     assert [a["id"] for a in merged["annotations"]] == list(range(1, 7))
@@ -186,8 +223,9 @@ def test_merge_coco_and_back_to_yolo(yolo, tmp_path):
     assert (tmp_path / "yolo_out" / "b.txt").read_text() == ""  # negative keeps an empty file
     got = [line.split() for line in (tmp_path / "yolo_out" / "a.txt").read_text().splitlines()]
     want = [line.split() for line in (labels / "a.txt").read_text().splitlines()]
-    assert [[int(g[0])] + [float(v) for v in g[1:]] for g in got] == \
-        [[int(w[0])] + [pytest.approx(float(v)) for v in w[1:]] for w in want]
+    assert [[int(g[0])] + [float(v) for v in g[1:]] for g in got] == [
+        [int(w[0])] + [pytest.approx(float(v)) for v in w[1:]] for w in want
+    ]
     with pytest.raises(UserError, match="not an empty folder"):
         convert("coco", [tmp_path / "a.json"], None, tmp_path / "yolo_out", NAMES, IDS, to="yolo")
 

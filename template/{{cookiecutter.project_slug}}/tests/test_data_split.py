@@ -21,8 +21,16 @@ def dataset(tmp_path, n=200):
         coco["images"].append({"id": i + 1, "file_name": name, "width": 10, "height": 10})
         labels = [] if i % 10 == 9 else [1 + i % 2] + ([3] if i % 20 == 0 else [])
         for c in labels:
-            coco["annotations"].append({"id": len(coco["annotations"]) + 1, "image_id": i + 1,
-                                        "category_id": c, "bbox": [1, 1, 2, 2], "area": 4, "iscrowd": 0})
+            coco["annotations"].append(
+                {
+                    "id": len(coco["annotations"]) + 1,
+                    "image_id": i + 1,
+                    "category_id": c,
+                    "bbox": [1, 1, 2, 2],
+                    "area": 4,
+                    "iscrowd": 0,
+                }
+            )
     ann = tmp_path / "all.json"
     ann.write_text(json.dumps(coco))
     return ann, images
@@ -44,7 +52,10 @@ def test_stratified_grouped_and_deterministic(tmp_path):
         negatives = len(p["images"]) - len({a["image_id"] for a in p["annotations"]})
         assert negatives >= 2
         for image in p["images"]:  # hardlinked, not copied
-            assert os.stat(out / f"{s}2017" / image["file_name"]).st_ino == os.stat(images / image["file_name"]).st_ino
+            assert (
+                os.stat(out / f"{s}2017" / image["file_name"]).st_ino
+                == os.stat(images / image["file_name"]).st_ino
+            )
     videos = {s: {i["file_name"][:6] for i in p["images"]} for s, p in parts.items()}
     assert not (videos["train"] & videos["val"]) and not (videos["train"] & videos["test"])
     assert 100 <= len(parts["train"]["images"]) <= 140
@@ -62,8 +73,10 @@ def test_kfold_and_symlinks(tmp_path):
     ann, images = dataset(tmp_path, 60)
     out = tmp_path / "data"
     split_dataset(ann, images, out, kfold=3, seed=0, symlink=True)
-    vals = [json.loads((out / "folds" / f"fold_{k}" / "annotations" / "instances_val2017.json").read_text())
-            for k in range(3)]
+    vals = [
+        json.loads((out / "folds" / f"fold_{k}" / "annotations" / "instances_val2017.json").read_text())
+        for k in range(3)
+    ]
     names = [{i["file_name"] for i in v["images"]} for v in vals]
     assert sum(map(len, names)) == 60 and not (names[0] & names[1])
     fold0 = out / "folds" / "fold_0" / "val2017"

@@ -28,10 +28,21 @@ def test_stats_plots_and_label_grid(sample_exp, tmp_path):
 
 
 def test_imbalance_warning(tmp_path):
-    coco = {"images": [{"id": 1, "file_name": "a.jpg", "width": 100, "height": 100}],
-            "annotations": [{"id": k + 1, "image_id": 1, "category_id": 1 if k < 22 else 2,
-                             "bbox": [0, 0, 10, 10], "area": 100, "iscrowd": 0} for k in range(24)],
-            "categories": [{"id": 1, "name": "a"}, {"id": 2, "name": "b"}, {"id": 3, "name": "c"}]}
+    coco = {
+        "images": [{"id": 1, "file_name": "a.jpg", "width": 100, "height": 100}],
+        "annotations": [
+            {
+                "id": k + 1,
+                "image_id": 1,
+                "category_id": 1 if k < 22 else 2,
+                "bbox": [0, 0, 10, 10],
+                "area": 100,
+                "iscrowd": 0,
+            }
+            for k in range(24)
+        ],
+        "categories": [{"id": 1, "name": "a"}, {"id": 2, "name": "b"}, {"id": 3, "name": "c"}],
+    }
     (tmp_path / "x.json").write_text(json.dumps(coco))
     stats, _ = dataset_stats(None, tmp_path / "x.json")
     assert stats["x"]["imbalance_ratio"] == 11.0
@@ -48,8 +59,11 @@ def test_extract_frames(tmp_path):
         writer.write(scenes[k // 10])
     writer.release()
     written, skipped = extract_frames(video, tmp_path / "frames", every=0.5)
-    assert [p.name for p in written] == ["gate 3_t000000.000s.jpg", "gate 3_t000001.000s.jpg",
-                                         "gate 3_t000002.000s.jpg"]
+    assert [p.name for p in written] == [
+        "gate 3_t000000.000s.jpg",
+        "gate 3_t000001.000s.jpg",
+        "gate 3_t000002.000s.jpg",
+    ]
     assert skipped == 3
     assert all(re.match(GROUP_BY, p.name).group(1) == "gate 3" for p in written)
     everything, _ = extract_frames(video, tmp_path / "all", every=5, unit="frames", max_bits=-1)
@@ -62,20 +76,43 @@ def test_extract_frames(tmp_path):
 def coco(boxes):
     """boxes: {file_name: [(class, x, y, w, h)]}"""
     names = ["cat", "dog"]
-    out = {"images": [], "annotations": [], "categories": [{"id": i + 1, "name": n} for i, n in enumerate(names)]}
+    out = {
+        "images": [],
+        "annotations": [],
+        "categories": [{"id": i + 1, "name": n} for i, n in enumerate(names)],
+    }
     for k, (name, items) in enumerate(boxes.items(), 1):
         out["images"].append({"id": k, "file_name": name, "width": 100, "height": 100})
         for c, *bbox in items:
-            out["annotations"].append({"id": len(out["annotations"]) + 1, "image_id": k,
-                                       "category_id": names.index(c) + 1, "bbox": bbox, "area": 1, "iscrowd": 0})
+            out["annotations"].append(
+                {
+                    "id": len(out["annotations"]) + 1,
+                    "image_id": k,
+                    "category_id": names.index(c) + 1,
+                    "bbox": bbox,
+                    "area": 1,
+                    "iscrowd": 0,
+                }
+            )
     return out
 
 
 def test_agreement(tmp_path):
-    a = coco({"1.jpg": [("cat", 0, 0, 10, 10), ("dog", 50, 50, 20, 20)],
-              "2.jpg": [("cat", 0, 0, 10, 10)], "3.jpg": [], "only_a.jpg": [("cat", 0, 0, 5, 5)]})
-    b = coco({"1.jpg": [("cat", 1, 0, 10, 10), ("dog", 50, 50, 20, 20), ("dog", 80, 80, 5, 5)],
-              "2.jpg": [("dog", 0, 0, 10, 10)], "3.jpg": []})
+    a = coco(
+        {
+            "1.jpg": [("cat", 0, 0, 10, 10), ("dog", 50, 50, 20, 20)],
+            "2.jpg": [("cat", 0, 0, 10, 10)],
+            "3.jpg": [],
+            "only_a.jpg": [("cat", 0, 0, 5, 5)],
+        }
+    )
+    b = coco(
+        {
+            "1.jpg": [("cat", 1, 0, 10, 10), ("dog", 50, 50, 20, 20), ("dog", 80, 80, 5, 5)],
+            "2.jpg": [("dog", 0, 0, 10, 10)],
+            "3.jpg": [],
+        }
+    )
     (tmp_path / "a.json").write_text(json.dumps(a))
     (tmp_path / "b.json").write_text(json.dumps(b))
     r = agreement(tmp_path / "a.json", tmp_path / "b.json")

@@ -24,11 +24,21 @@ def write_dataset(tmp_path, names, exif_times):
     for n, (name, when) in enumerate(zip(names, exif_times)):
         exif = Image.Exif()
         if when is not None:
-            exif.get_ifd(0x8769)[0x9003] = when if isinstance(when, str) else when.strftime("%Y:%m:%d %H:%M:%S")
+            exif.get_ifd(0x8769)[0x9003] = (
+                when if isinstance(when, str) else when.strftime("%Y:%m:%d %H:%M:%S")
+            )
         Image.new("RGB", (16, 12), (n % 255, 0, 0)).save(images / name, exif=exif)
         coco["images"].append({"id": n + 1, "file_name": name, "width": 16, "height": 12})
-        coco["annotations"].append({"id": n + 1, "image_id": n + 1, "category_id": 1 + n % 2,
-                                    "bbox": [1, 1, 4, 4], "area": 16, "iscrowd": 0})
+        coco["annotations"].append(
+            {
+                "id": n + 1,
+                "image_id": n + 1,
+                "category_id": 1 + n % 2,
+                "bbox": [1, 1, 4, 4],
+                "area": 16,
+                "iscrowd": 0,
+            }
+        )
     ann = tmp_path / "all.json"
     ann.write_text(json.dumps(coco))
     return ann, images
@@ -39,7 +49,11 @@ def load(out, split):
 
 
 def captured(coco):
-    return [datetime.strptime(i["date_captured"], "%Y-%m-%d %H:%M:%S") for i in coco["images"] if "date_captured" in i]
+    return [
+        datetime.strptime(i["date_captured"], "%Y-%m-%d %H:%M:%S")
+        for i in coco["images"]
+        if "date_captured" in i
+    ]
 
 
 def test_exif_times_oldest_to_train(tmp_path):
@@ -51,7 +65,9 @@ def test_exif_times_oldest_to_train(tmp_path):
     ann, images = write_dataset(tmp_path, names, times)
     out = tmp_path / "data"
 
-    with pytest.raises(UserError, match=r"no_exif_a.jpg: no EXIF DateTimeOriginal; 3 of 33 images .*--strict"):
+    with pytest.raises(
+        UserError, match=r"no_exif_a.jpg: no EXIF DateTimeOriginal; 3 of 33 images .*--strict"
+    ):
         split_dataset(ann, images, out, (0.6, 0.2, 0.2), by_time=True, strict=True)
     assert not out.exists()
 
@@ -65,7 +81,9 @@ def test_exif_times_oldest_to_train(tmp_path):
     assert "30 of 33 images timed" in text and "3 images without a capture time" in text
     assert "2 no EXIF DateTimeOriginal: no_exif_a.jpg, no_exif_b.jpg" in text
     assert "1 EXIF DateTimeOriginal not a date: zero.jpg" in text
-    assert f"train: {min(train):%Y-%m-%d %H:%M:%S} .. {max(train):%Y-%m-%d %H:%M:%S} (18 timed images)" in text
+    assert (
+        f"train: {min(train):%Y-%m-%d %H:%M:%S} .. {max(train):%Y-%m-%d %H:%M:%S} (18 timed images)" in text
+    )
 
     stats = split_stats(parts["val"])
     assert stats["time_range"] == {"first": str(min(val)), "last": str(max(val)), "timed_images": 6}
@@ -83,8 +101,16 @@ def test_names_groups_and_gap(tmp_path):
             when.append(None)
     ann, images = write_dataset(tmp_path, names, when)
     out = tmp_path / "data"
-    written, lines = split_dataset(ann, images, out, (0.6, 0.2, 0.2), group_by=r"^(s\d+)_",
-                                   time_from=r"_(\d{8}_\d{6})\.jpg$", time_format="%Y%m%d_%H%M%S", gap="36h")
+    written, lines = split_dataset(
+        ann,
+        images,
+        out,
+        (0.6, 0.2, 0.2),
+        group_by=r"^(s\d+)_",
+        time_from=r"_(\d{8}_\d{6})\.jpg$",
+        time_format="%Y%m%d_%H%M%S",
+        gap="36h",
+    )
     parts = {s: load(out, s) for s in ("train", "val", "test")}
     sessions = {s: {i["file_name"].split("_")[0] for i in p["images"]} for s, p in parts.items()}
     assert sessions == {"train": {"s0", "s1", "s2", "s3", "s4"}, "val": {"s6"}, "test": {"s8", "s9"}}

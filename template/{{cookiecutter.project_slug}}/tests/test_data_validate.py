@@ -12,8 +12,11 @@ from yft.data.validate import validate
 
 
 def digest(folder):
-    return {p.relative_to(folder): hashlib.sha1(p.read_bytes()).hexdigest()
-            for p in sorted(folder.rglob("*")) if p.is_file()}
+    return {
+        p.relative_to(folder): hashlib.sha1(p.read_bytes()).hexdigest()
+        for p in sorted(folder.rglob("*"))
+        if p.is_file()
+    }
 
 
 def checks(report):
@@ -32,43 +35,59 @@ def test_problems_are_found_and_fixed_in_a_copy(sample_exp):
     ann = annotation_path(sample_exp, "train")
     coco = json.loads(ann.read_text())
     first = coco["images"][0]
-    coco["annotations"][0]["bbox"] = [-5, -5, first["width"], 20]         # sticks out: clip
-    coco["annotations"][1]["bbox"] = [1, 1, 0, 5]                         # zero width: drop
-    coco["annotations"][2]["bbox"] = [1, 1, float("nan"), 5]              # NaN: drop
-    coco["annotations"][3]["id"] = coco["annotations"][4]["id"]           # duplicate id
+    coco["annotations"][0]["bbox"] = [-5, -5, first["width"], 20]  # sticks out: clip
+    coco["annotations"][1]["bbox"] = [1, 1, 0, 5]  # zero width: drop
+    coco["annotations"][2]["bbox"] = [1, 1, float("nan"), 5]  # NaN: drop
+    coco["annotations"][3]["id"] = coco["annotations"][4]["id"]  # duplicate id
     del coco["annotations"][5]["area"]
     coco["images"][1]["file_name"] = "missing.jpg"
     ann.write_text(json.dumps(coco))
     # an RGBA PNG, a CMYK JPEG and a 16-bit PNG
-    for name, img in (("rgba.png", Image.new("RGBA", (40, 30), (255, 0, 0, 128))),
-                      ("cmyk.jpg", Image.new("CMYK", (40, 30), (0, 255, 0, 0))),
-                      ("deep.png", Image.fromarray(np.full((30, 40), 60000, np.uint16)))):
+    for name, img in (
+        ("rgba.png", Image.new("RGBA", (40, 30), (255, 0, 0, 128))),
+        ("cmyk.jpg", Image.new("CMYK", (40, 30), (0, 255, 0, 0))),
+        ("deep.png", Image.fromarray(np.full((30, 40), 60000, np.uint16))),
+    ):
         img.save(train / name)
-        coco["images"].append({"id": 1000 + len(coco["images"]), "file_name": name, "width": 40, "height": 30})
+        coco["images"].append(
+            {"id": 1000 + len(coco["images"]), "file_name": name, "width": 40, "height": 30}
+        )
     ann.write_text(json.dumps(coco))
-    shutil.copy(val / json.loads(annotation_path(sample_exp, "val").read_text())["images"][0]["file_name"],
-                train / "leak.jpg")  # the same bytes in train and val
+    shutil.copy(
+        val / json.loads(annotation_path(sample_exp, "val").read_text())["images"][0]["file_name"],
+        train / "leak.jpg",
+    )  # the same bytes in train and val
     coco["images"].append({"id": 999, "file_name": "leak.jpg", "width": 1, "height": 1})
     ann.write_text(json.dumps(coco))
     before = digest(sample_exp_dir := train.parent)
 
     report, fixed, _ = validate(sample_exp, fix=True)
     found = checks(report)
-    for expected in [("error", "box outside the image"), ("error", "zero or negative box size"),
-                     ("error", "box is not four finite numbers"), ("error", "duplicate annotation id"),
-                     ("error", "area or iscrowd missing"), ("error", "missing image"),
-                     ("error", "identical image in two splits (leakage)"),
-                     ("error", "size differs from the image"), ("warning", "not 8-bit RGB/grayscale")]:
+    for expected in [
+        ("error", "box outside the image"),
+        ("error", "zero or negative box size"),
+        ("error", "box is not four finite numbers"),
+        ("error", "duplicate annotation id"),
+        ("error", "area or iscrowd missing"),
+        ("error", "missing image"),
+        ("error", "identical image in two splits (leakage)"),
+        ("error", "size differs from the image"),
+        ("warning", "not 8-bit RGB/grayscale"),
+    ]:
         assert expected in found
     modes = {i["message"].split(";")[0] for i in report.issues if i["check"] == "not 8-bit RGB/grayscale"}
-    assert modes - {"mode I", "mode I;16"} == {"mode RGBA", "mode CMYK"} and len(modes) == 3  # 16-bit: I or I;16
+    assert (
+        modes - {"mode I", "mode I;16"} == {"mode RGBA", "mode CMYK"} and len(modes) == 3
+    )  # 16-bit: I or I;16
 
     after = digest(sample_exp_dir)
     changed = {k for k in after if before.get(k) != after[k]}
     assert changed and all(k not in before for k in changed)  # originals untouched, new files only
     assert {str(k) for k in changed if "converted" not in str(k)} <= {
-        "annotations/instances_train2017.fixed.json", "annotations/instances_val2017.fixed.json"}
-    (out, changes), = [f for f in fixed if "train" in f[0].name]
+        "annotations/instances_train2017.fixed.json",
+        "annotations/instances_val2017.fixed.json",
+    }
+    ((out, changes),) = [f for f in fixed if "train" in f[0].name]
     assert changes["boxes_clipped"] == 1 and changes["images_converted"] == 3
     clean = json.loads(out.read_text())
     assert clean["annotations"][0]["bbox"][:2] == [0.0, 0.0]
@@ -85,8 +104,15 @@ def test_exif_rotated_size_is_an_error(exp, tmp_path):
     exif[0x0112] = 6
     Image.new("RGB", (80, 40)).save(folder / "r.jpg", exif=exif.tobytes())
     ann = tmp_path / "a.json"
-    ann.write_text(json.dumps({"images": [{"id": 1, "file_name": "r.jpg", "width": 80, "height": 40}],
-                               "annotations": [], "categories": [{"id": 1, "name": "x"}]}))
+    ann.write_text(
+        json.dumps(
+            {
+                "images": [{"id": 1, "file_name": "r.jpg", "width": 80, "height": 40}],
+                "annotations": [],
+                "categories": [{"id": 1, "name": "x"}],
+            }
+        )
+    )
     report, _, _ = validate(None, ann, folder, report_path=tmp_path / "r.json")
     (issue,) = report.errors
     assert issue["check"] == "size before EXIF rotation" and "40x80" in issue["message"]

@@ -19,9 +19,21 @@ def test_bench_rows_table_and_json(deploy_setup, deploy_onnx, tmp_path, capsys):
     exp, ckpt = deploy_setup
     shutil.copy(ckpt, tmp_path / "best.pth")
     shutil.copy(deploy_onnx, tmp_path / "best.onnx")  # bench uses the files next to the checkpoint
-    rows, skipped = run_bench(exp, torch.device("cpu"), tmp_path / "best.pth", "torch,onnx,trt", "1,2",
-                              tmp_path / "bench.json", min_time=0.0)
-    assert [(r["backend"], r["batch_size"]) for r in rows] == [("torch", 1), ("torch", 2), ("onnx", 1), ("onnx", 2)]
+    rows, skipped = run_bench(
+        exp,
+        torch.device("cpu"),
+        tmp_path / "best.pth",
+        "torch,onnx,trt",
+        "1,2",
+        tmp_path / "bench.json",
+        min_time=0.0,
+    )
+    assert [(r["backend"], r["batch_size"]) for r in rows] == [
+        ("torch", 1),
+        ("torch", 2),
+        ("onnx", 1),
+        ("onnx", 2),
+    ]
     for r in rows:
         assert 0 < r["p50_ms"] <= r["p95_ms"] and r["images_per_s"] > 0 and r["iterations"] >= 5
         assert r["peak_mem_mb"] >= 0

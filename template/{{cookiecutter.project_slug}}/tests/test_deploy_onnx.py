@@ -27,7 +27,9 @@ def exported(deploy_setup, deploy_onnx, tmp_path_factory):
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # see the one_thread fixture
     try:
-        nms, _ = run_export_onnx(exp, ckpt, tmp_path_factory.mktemp("onnx") / "nms.onnx", 13, True, True, "onnx")
+        nms, _ = run_export_onnx(
+            exp, ckpt, tmp_path_factory.mktemp("onnx") / "nms.onnx", 13, True, True, "onnx"
+        )
     finally:
         torch.set_num_threads(threads)
     return exp, ckpt, deploy_onnx, nms
@@ -48,7 +50,10 @@ def test_decoded_export_carries_classes_and_preprocessing(exported):
     assert model.graph.input[0].type.tensor_type.shape.dim[0].dim_param  # dynamic batch
     report = json.loads(parity_path(plain).read_text())
     assert report["score_diff"] < 1e-4 and report["map_images"] == 4
-    assert report["map_torch"] is not None and abs(report["map_torch"] - report["map_onnx"]) <= exp.parity_map_tol
+    assert (
+        report["map_torch"] is not None
+        and abs(report["map_torch"] - report["map_onnx"]) <= exp.parity_map_tol
+    )
 
 
 def test_batch_of_three_matches_torch(exported):
@@ -63,8 +68,12 @@ def test_batch_of_three_matches_torch(exported):
 def test_nms_in_graph_gives_the_same_detections_as_torch(exported, same_detections):
     exp, ckpt, plain, nms = exported
     assert [o.name for o in onnx.load(str(nms)).graph.output] == ["detections"]
-    images = np.stack([np.random.default_rng(i).uniform(0, 255, (3, *exp.test_size)) for i in range(2)]).astype(np.float32)
-    torch_dets = TorchBackend(load_model(exp, ckpt), torch.device("cpu")).detect(images, [1.0, 0.5], 0.5, exp.nmsthre)
+    images = np.stack(
+        [np.random.default_rng(i).uniform(0, 255, (3, *exp.test_size)) for i in range(2)]
+    ).astype(np.float32)
+    torch_dets = TorchBackend(load_model(exp, ckpt), torch.device("cpu")).detect(
+        images, [1.0, 0.5], 0.5, exp.nmsthre
+    )
     graph_dets = OnnxBackend(nms).detect(images, [1.0, 0.5], 0.5, exp.nmsthre)
     assert sum(len(d) for d in torch_dets) > 0
     for want, got in zip(torch_dets, graph_dets):
@@ -75,9 +84,12 @@ def test_nms_in_graph_gives_the_same_detections_as_torch(exported, same_detectio
 
 def identity_graph(num_anchors, num_classes, opset):
     shape = ["batch", num_anchors, 5 + num_classes]
-    graph = helper.make_graph([helper.make_node("Identity", ["images"], ["output"])], "g",
-                              [helper.make_tensor_value_info("images", TensorProto.FLOAT, shape)],
-                              [helper.make_tensor_value_info("output", TensorProto.FLOAT, shape)])
+    graph = helper.make_graph(
+        [helper.make_node("Identity", ["images"], ["output"])],
+        "g",
+        [helper.make_tensor_value_info("images", TensorProto.FLOAT, shape)],
+        [helper.make_tensor_value_info("output", TensorProto.FLOAT, shape)],
+    )
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
 
 
@@ -91,7 +103,9 @@ def test_onnx_nms_is_yolox_postprocess(opset, same_detections):
     raw = np.zeros((2, 300, 8), np.float32)
     raw[..., :2], raw[..., 2:4] = rng.uniform(0, 128, (2, 300, 2)), rng.uniform(4, 40, (2, 300, 2))
     raw[..., 4:] = rng.uniform(0, 1, (2, 300, 4))
-    session = ort.InferenceSession(add_nms(identity_graph(300, 3, opset), "onnx", 0.3, 0.5, 100).SerializeToString())
+    session = ort.InferenceSession(
+        add_nms(identity_graph(300, 3, opset), "onnx", 0.3, 0.5, 100).SerializeToString()
+    )
     det = session.run(None, {"images": raw})[0]
     got = detections_from_nms(det[:, 0].astype(int), det[:, 1:5], det[:, 5], det[:, 6], [1.0, 2.0], 0.3)
     want = decode(torch.from_numpy(raw.copy()), [1.0, 2.0], 3, 0.3, 0.5)
@@ -108,9 +122,15 @@ def test_tensorrt_nms_graph_is_valid_onnx_with_efficient_nms(tmp_path):
     attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
     assert attrs["max_output_boxes"] == 50 and attrs["box_coding"] == 0 and attrs["background_class"] == -1
     assert abs(attrs["iou_threshold"] - 0.65) < 1e-6 and attrs["plugin_version"] == b"1"
-    outputs = {o.name: [d.dim_param or d.dim_value for d in o.type.tensor_type.shape.dim] for o in proto.graph.output}
-    assert outputs == {"num_dets": ["batch", 1], "det_boxes": ["batch", 50, 4],
-                       "det_scores": ["batch", 50], "det_classes": ["batch", 50]}
+    outputs = {
+        o.name: [d.dim_param or d.dim_value for d in o.type.tensor_type.shape.dim] for o in proto.graph.output
+    }
+    assert outputs == {
+        "num_dets": ["batch", 1],
+        "det_boxes": ["batch", 50, 4],
+        "det_scores": ["batch", 50],
+        "det_classes": ["batch", 50],
+    }
 
 
 def test_trt_nms_model_is_refused_by_onnxruntime_with_the_reason(deploy_onnx, tmp_path):
@@ -167,7 +187,9 @@ def test_failed_parity_leaves_no_onnx_file(deploy_setup, deploy_onnx, tmp_path, 
     assert list(tmp_path.iterdir()) == []
 
 
-def test_an_existing_export_is_kept_unless_force_and_a_good_export(deploy_setup, deploy_onnx, tmp_path, monkeypatch):
+def test_an_existing_export_is_kept_unless_force_and_a_good_export(
+    deploy_setup, deploy_onnx, tmp_path, monkeypatch
+):
     import os
     import shutil
 

@@ -39,8 +39,9 @@ def edge_folder(tmp_path_factory):
     (folder / "notes.txt").write_text("not an image, not listed")
     # A PNG whose header claims 60000x60000: OpenCV raised on it and the whole run aborted.
     ihdr = b"IHDR" + struct.pack(">IIBBBBB", 60000, 60000, 8, 2, 0, 0, 0)
-    (folder / "huge.png").write_bytes(b"\x89PNG\r\n\x1a\n" + struct.pack(">I", 13) + ihdr
-                                      + struct.pack(">I", zlib.crc32(ihdr)) + bytes(64))
+    (folder / "huge.png").write_bytes(
+        b"\x89PNG\r\n\x1a\n" + struct.pack(">I", 13) + ihdr + struct.pack(">I", zlib.crc32(ihdr)) + bytes(64)
+    )
     return folder
 
 
@@ -49,16 +50,27 @@ def test_reading_converts_every_kind_to_8bit_bgr(edge_folder):
         img = read_image(edge_folder / name)
         assert img.dtype == np.uint8 and img.ndim == 3 and img.shape[2] == 3, name
     deep = cv2.imread(str(edge_folder / "deep.png"), cv2.IMREAD_UNCHANGED)
-    assert np.array_equal(read_image(edge_folder / "deep.png"), (deep >> 8).astype(np.uint8))  # scaled, not clipped
+    assert np.array_equal(
+        read_image(edge_folder / "deep.png"), (deep >> 8).astype(np.uint8)
+    )  # scaled, not clipped
     for name in ("empty.jpg", "garbage.png", "truncated.jpg", "huge.png"):
         assert read_image(edge_folder / name) is None, name
 
 
 def test_folder_with_bad_files_reports_and_continues(deploy_setup, edge_folder, tmp_path, capsys):
     exp, ckpt = deploy_setup
-    written, skipped = run_predict(exp, CPU, edge_folder, ckpt, "torch", 0.3, tmp_path / "out", save_json=True)
+    written, skipped = run_predict(
+        exp, CPU, edge_folder, ckpt, "torch", 0.3, tmp_path / "out", save_json=True
+    )
     assert sorted(p.name for p in skipped) == ["empty.jpg", "garbage.png", "huge.png", "truncated.jpg"]
-    assert sorted(t.name for t, _ in written) == ["alpha.png", "deep.png", "gray.png", "large.png", "normal.png", "tiny.png"]
+    assert sorted(t.name for t, _ in written) == [
+        "alpha.png",
+        "deep.png",
+        "gray.png",
+        "large.png",
+        "normal.png",
+        "tiny.png",
+    ]
     out = capsys.readouterr().out
     assert "skipped" in out and "empty file" in out and "6 files written" in out and "4 skipped" in out
     assert "huge.png: 60000x60000 pixels, above the decoders' limit" in out

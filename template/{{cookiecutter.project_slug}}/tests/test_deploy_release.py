@@ -39,7 +39,12 @@ def test_every_miss_is_listed_and_nothing_is_written(run, capsys):
     with pytest.raises(UserError, match=r"4 of 4 checks missed \(accuracy, speed, size, robustness\)"):
         release(exp, CPU, ckpt)
     out = capsys.readouterr().out
-    assert "FAIL  accuracy" in out and "minimum 0.99" in out and "FAIL  speed" in out and "FAIL  robustness" in out
+    assert (
+        "FAIL  accuracy" in out
+        and "minimum 0.99" in out
+        and "FAIL  speed" in out
+        and "FAIL  robustness" in out
+    )
     assert not (ckpt.parent.parent / "runs").exists()
 
 
@@ -49,7 +54,13 @@ def test_release_folder_with_model_card(run):
     final = release(exp, CPU, ckpt)
     assert final.name == "v1"
     assert sorted(p.name for p in final.iterdir()) == [
-        "MODEL_CARD.md", "checks.json", "metrics.json", "model.onnx", "model.onnx.parity.json", "weights.pth"]
+        "MODEL_CARD.md",
+        "checks.json",
+        "metrics.json",
+        "model.onnx",
+        "model.onnx.parity.json",
+        "weights.pth",
+    ]
     card = (final / "MODEL_CARD.md").read_text()
     for name in exp.class_names:
         assert f"`{name}`" in card
@@ -61,7 +72,9 @@ def test_release_folder_with_model_card(run):
     metrics = json.loads((final / "metrics.json").read_text())
     assert metrics["split"] == "test" and metrics["speed_release"]["batch_size"] == 2
 
-    robustness = Path(exp.output_dir) / exp.exp_name / "robustness_test" / "robustness.json"  # `invoke robustness`
+    robustness = (
+        Path(exp.output_dir) / exp.exp_name / "robustness_test" / "robustness.json"
+    )  # `invoke robustness`
     robustness.parent.mkdir(parents=True)
     robustness.write_text("{}")
     exp.release_require_robustness = True

@@ -18,8 +18,11 @@ from yft.project import UserError
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 HAVE_TRT = importlib.util.find_spec("tensorrt") is not None and torch.cuda.is_available()
-needs_trt = pytest.mark.skipif(not HAVE_TRT, reason="needs TensorRT and an NVIDIA GPU (install: "
-                               "pip install tensorrt-cu12 --extra-index-url https://pypi.nvidia.com)")
+needs_trt = pytest.mark.skipif(
+    not HAVE_TRT,
+    reason="needs TensorRT and an NVIDIA GPU (install: "
+    "pip install tensorrt-cu12 --extra-index-url https://pypi.nvidia.com)",
+)
 
 
 def test_calibration_batches_are_letterboxed_images_in_full_batches(tmp_path):
@@ -48,13 +51,17 @@ def test_calibration_files_come_from_the_validation_split(deploy_setup):
 
 def test_sidecar_carries_what_a_deployment_needs(deploy_setup, deploy_onnx, tmp_path):
     exp, _ = deploy_setup
-    info = trt.sidecar(exp, deploy_onnx, "int8", (1, 4, 16), "10.9.0", "NVIDIA H100 (compute capability 9.0)", 64)
+    info = trt.sidecar(
+        exp, deploy_onnx, "int8", (1, 4, 16), "10.9.0", "NVIDIA H100 (compute capability 9.0)", 64
+    )
     path = trt.write_sidecar(tmp_path / "best.engine", info)
     assert path.name == "best.engine.json"
     saved = read_sidecar(tmp_path / "best.engine")
     assert saved["class_names"] == list(exp.class_names) and saved["input_size"] == list(exp.test_size)
     assert saved["precision"] == "int8" and saved["tensorrt_version"] == "10.9.0" and "H100" in saved["gpu"]
-    assert saved["batch"] == {"min": 1, "opt": 4, "max": 16} and saved["decode"] is True and saved["nms"] is None
+    assert (
+        saved["batch"] == {"min": 1, "opt": 4, "max": 16} and saved["decode"] is True and saved["nms"] is None
+    )
     assert len(saved["onnx_sha256"]) == 64 and "letterboxed" in saved["preprocessing"]
     with pytest.raises(UserError, match="sidecar is missing"):
         read_sidecar(tmp_path / "other.engine")
@@ -80,13 +87,18 @@ def test_export_trt_without_tensorrt_keeps_the_onnx_and_writes_no_engine(deploy_
         run_export_trt(exp, torch.device("cpu"), None, onnx_path, None, fp16=True)
     message = str(err.value)
     assert "\n" not in message and "cannot build a TensorRT engine" in message
-    assert "pip install tensorrt-cu12 --extra-index-url https://pypi.nvidia.com" in message or "NVIDIA GPU" in message
+    assert (
+        "pip install tensorrt-cu12 --extra-index-url https://pypi.nvidia.com" in message
+        or "NVIDIA GPU" in message
+    )
     assert "the ONNX model is ready at" in message and "best.onnx" in message
     assert sorted(p.name for p in tmp_path.iterdir()) == ["best.onnx"]  # no engine, no partial file
 
 
 @pytest.mark.skipif(HAVE_TRT, reason="this machine can build engines")
-def test_export_trt_without_tensorrt_writes_nothing_next_to_the_checkpoint(deploy_setup, deploy_onnx, tmp_path):
+def test_export_trt_without_tensorrt_writes_nothing_next_to_the_checkpoint(
+    deploy_setup, deploy_onnx, tmp_path
+):
     """It used to rewrite best.onnx with a TensorRT-only NMS graph first, then fail: `predict
     --backend onnx` was broken afterwards."""
     exp, ckpt = deploy_setup
@@ -124,8 +136,19 @@ def test_engine_matches_onnxruntime(deploy_setup, deploy_onnx, tmp_path, precisi
     exp, _ = deploy_setup
     onnx_path = tmp_path / "best.onnx"
     onnx_path.write_bytes(deploy_onnx.read_bytes())
-    engine, info = run_export_trt(exp, torch.device("cuda"), None, onnx_path, None, fp16=precision == "fp16",
-                                  int8=precision == "int8", calib_images=4, min_batch=1, opt_batch=2, max_batch=4)
+    engine, info = run_export_trt(
+        exp,
+        torch.device("cuda"),
+        None,
+        onnx_path,
+        None,
+        fp16=precision == "fp16",
+        int8=precision == "int8",
+        calib_images=4,
+        min_batch=1,
+        opt_batch=2,
+        max_batch=4,
+    )
     assert engine.is_file() and info["precision"] == precision and info["val_mAP50_95"] is not None
     assert json.loads((tmp_path / "best.engine.json").read_text())["class_names"] == list(exp.class_names)
     if precision == "int8":

@@ -27,8 +27,16 @@ def synthetic(n_images=40, n_classes=3, seed=0, crowd_rate=0.08):
             w, h = rng.uniform(4, 300, 2)
             x, y = rng.uniform(0, 640 - w), rng.uniform(0, 480 - h)
             c = int(rng.integers(1, n_classes + 1))
-            anns.append({"id": len(anns) + 1, "image_id": i, "category_id": c, "bbox": [x, y, w, h],
-                         "area": w * h * rng.uniform(0.5, 1), "iscrowd": int(rng.random() < crowd_rate)})
+            anns.append(
+                {
+                    "id": len(anns) + 1,
+                    "image_id": i,
+                    "category_id": c,
+                    "bbox": [x, y, w, h],
+                    "area": w * h * rng.uniform(0.5, 1),
+                    "iscrowd": int(rng.random() < crowd_rate),
+                }
+            )
             boxes.append((x, y, w, h, c))
         for _ in range(rng.integers(0, 25)):
             if boxes and rng.random() < 0.6:
@@ -39,9 +47,19 @@ def synthetic(n_images=40, n_classes=3, seed=0, crowd_rate=0.08):
                     c = int(rng.integers(1, n_classes + 1))
             else:
                 w, h = rng.uniform(4, 300, 2)
-                x, y, c = rng.uniform(0, 640 - w), rng.uniform(0, 480 - h), int(rng.integers(1, n_classes + 1))
-            dets.append({"image_id": i, "category_id": c, "bbox": [round(float(v), 2) for v in (x, y, w, h)],
-                         "score": round(float(rng.random()), 2)})  # 2 decimals: many ties
+                x, y, c = (
+                    rng.uniform(0, 640 - w),
+                    rng.uniform(0, 480 - h),
+                    int(rng.integers(1, n_classes + 1)),
+                )
+            dets.append(
+                {
+                    "image_id": i,
+                    "category_id": c,
+                    "bbox": [round(float(v), 2) for v in (x, y, w, h)],
+                    "score": round(float(rng.random()), 2),
+                }
+            )  # 2 decimals: many ties
     cats = [{"id": c, "name": f"c{c}"} for c in range(1, n_classes + 1)]
     return {"images": images, "annotations": anns, "categories": cats}, dets
 
@@ -104,30 +122,49 @@ def test_bootstrap_weights_of_one_change_nothing_and_zero_weights_drop_images(da
     dataset, dets, _ = data
     flat = flatten(match_dataset(dataset, dets, [1, 2, 3]), 3)
     assert np.array_equal(accumulate(flat, np.ones(40)), accumulate(flat))
-    half = {"images": dataset["images"][:20], "categories": dataset["categories"],
-            "annotations": [a for a in dataset["annotations"] if a["image_id"] <= 20]}
+    half = {
+        "images": dataset["images"][:20],
+        "categories": dataset["categories"],
+        "annotations": [a for a in dataset["annotations"] if a["image_id"] <= 20],
+    }
     sub = accumulate(flatten(match_dataset(half, [d for d in dets if d["image_id"] <= 20], [1, 2, 3]), 3))
     np.testing.assert_allclose(accumulate(flat, np.r_[np.ones(20), np.zeros(20)]), sub, atol=1e-12)
 
 
 # ---------------------------------------------------------------- edge cases
 
+
 def tiny(annotations, classes=("a",)):
-    return {"images": [{"id": 1, "width": 200, "height": 200, "file_name": "1.jpg"},
-                       {"id": 2, "width": 200, "height": 200, "file_name": "2.jpg"}],
-            "annotations": annotations,
-            "categories": [{"id": i + 1, "name": n} for i, n in enumerate(classes)]}
+    return {
+        "images": [
+            {"id": 1, "width": 200, "height": 200, "file_name": "1.jpg"},
+            {"id": 2, "width": 200, "height": 200, "file_name": "2.jpg"},
+        ],
+        "annotations": annotations,
+        "categories": [{"id": i + 1, "name": n} for i, n in enumerate(classes)],
+    }
 
 
 def box(id_, image, cls, bbox, crowd=0):
-    return {"id": id_, "image_id": image, "category_id": cls, "bbox": bbox,
-            "area": bbox[2] * bbox[3], "iscrowd": crowd}
+    return {
+        "id": id_,
+        "image_id": image,
+        "category_id": cls,
+        "bbox": bbox,
+        "area": bbox[2] * bbox[3],
+        "iscrowd": crowd,
+    }
 
 
 def full_metrics(dataset, dets, names):
     ids = [c["id"] for c in dataset["categories"]]
-    metrics = {"num_images": 2, "num_detections": len(dets), "split": "val", "backend": "torch",
-               **coco_metrics(dataset, dets, names, ids)}
+    metrics = {
+        "num_images": 2,
+        "num_detections": len(dets),
+        "split": "val",
+        "backend": "torch",
+        **coco_metrics(dataset, dets, names, ids),
+    }
     return analyse(metrics, dets, dataset, names, ids)[0]
 
 
@@ -172,8 +209,15 @@ def test_only_crowd_boxes():
 
 
 def test_error_kinds_and_confusion_matrix():
-    dataset = tiny([box(1, 1, 1, [0, 0, 40, 40]), box(2, 1, 2, [100, 100, 40, 40]),
-                    box(3, 2, 1, [0, 0, 100, 100]), box(4, 2, 2, [150, 150, 10, 10])], ("a", "b"))
+    dataset = tiny(
+        [
+            box(1, 1, 1, [0, 0, 40, 40]),
+            box(2, 1, 2, [100, 100, 40, 40]),
+            box(3, 2, 1, [0, 0, 100, 100]),
+            box(4, 2, 2, [150, 150, 10, 10]),
+        ],
+        ("a", "b"),
+    )
     dets = [
         {"image_id": 1, "category_id": 1, "bbox": [0, 0, 40, 40], "score": 0.9},  # TP a
         {"image_id": 1, "category_id": 1, "bbox": [1, 1, 40, 40], "score": 0.8},  # duplicate
@@ -181,8 +225,14 @@ def test_error_kinds_and_confusion_matrix():
         {"image_id": 2, "category_id": 1, "bbox": [0, 0, 30, 30], "score": 0.6},  # IoU 0.09: background
         {"image_id": 2, "category_id": 2, "bbox": [60, 160, 20, 20], "score": 0.5},  # background
     ]
-    m = analyse({"notes": [], "per_class": {"a": {"num_gt": 2}, "b": {"num_gt": 2}}},
-                dets, dataset, ["a", "b"], [1, 2], conf=0.5)[0]
+    m = analyse(
+        {"notes": [], "per_class": {"a": {"num_gt": 2}, "b": {"num_gt": 2}}},
+        dets,
+        dataset,
+        ["a", "b"],
+        [1, 2],
+        conf=0.5,
+    )[0]
     fp = m["errors"]["false_positives"]
     assert fp == {"localization": 0, "wrong_class": 1, "duplicate": 1, "background": 2, "total": 4}
     fn = m["errors"]["false_negatives"]
@@ -200,8 +250,9 @@ def test_localisation_error():
 
 
 def test_keep_coco_reports_old_and_new_classes_separately():
-    per_class = {f"coco{i}": {"AP50_95": 0.5 if i < 2 else None, "AP50": 0.8 if i < 2 else None}
-                 for i in range(80)}
+    per_class = {
+        f"coco{i}": {"AP50_95": 0.5 if i < 2 else None, "AP50": 0.8 if i < 2 else None} for i in range(80)
+    }
     per_class["drone"] = {"AP50_95": 0.2, "AP50": 0.4}
     groups = analysis.class_groups(per_class, "keep_coco")
     assert groups["coco"] == {"num_classes": 80, "classes_with_gt": 2, "mAP50_95": 0.5, "mAP50": 0.8}

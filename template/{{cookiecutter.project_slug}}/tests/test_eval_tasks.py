@@ -33,13 +33,29 @@ def test_eval_writes_one_complete_run_folder(eval_run):
     exp, _, out, m = eval_run
     on_disk = json.loads((out / "metrics.json").read_text())
     assert on_disk == json.loads(json.dumps(m))
-    for key in ("mAP50_95", "mAP50", "mAP75", "mAP_small", "AR100", "per_class", "operating_point",
-                "suggested_conf", "errors", "confusion_matrix", "worst_images", "speed", "notes", "engine"):
+    for key in (
+        "mAP50_95",
+        "mAP50",
+        "mAP75",
+        "mAP_small",
+        "AR100",
+        "per_class",
+        "operating_point",
+        "suggested_conf",
+        "errors",
+        "confusion_matrix",
+        "worst_images",
+        "speed",
+        "notes",
+        "engine",
+    ):
         assert key in m
     for name in m["files"].values():
         assert (out / name).stat().st_size > 0
     report = (out / "report.md").read_text()
-    assert "![confusion matrix](confusion_matrix.png)" in report and "Suggested deployment threshold" in report
+    assert (
+        "![confusion matrix](confusion_matrix.png)" in report and "Suggested deployment threshold" in report
+    )
     assert m["speed"]["latency_ms_batch1"] > 0 and m["speed"]["peak_memory_mb"] > 0
     # the confusion matrix accounts for every box and every detection above the threshold
     matrix = np.array(m["confusion_matrix"]["matrix"])
@@ -52,7 +68,9 @@ def test_eval_writes_one_complete_run_folder(eval_run):
             key = (d["image_id"], d["category_id"])
             per_image_class[key] = per_image_class.get(key, 0) + 1
     assert matrix[:, :-1].sum() == sum(min(n, 100) for n in per_image_class.values())
-    assert m["errors"]["false_positives"]["total"] == matrix[-1, :-1].sum() + (matrix[:-1, :-1].sum() - np.trace(matrix[:-1, :-1]))
+    assert m["errors"]["false_positives"]["total"] == matrix[-1, :-1].sum() + (
+        matrix[:-1, :-1].sum() - np.trace(matrix[:-1, :-1])
+    )
     with open(out / "confusion_matrix.csv", newline="") as f:
         rows = list(csv.reader(f))
     assert rows[0][1:] == m["confusion_matrix"]["labels"] and rows[0][-1] == "background"
@@ -84,8 +102,10 @@ def test_compare_detects_a_clearly_better_model(eval_setup, tmp_path):
 
     exp, _ = eval_setup
     dataset = check_split(exp, "val")
-    perfect = [{"image_id": a["image_id"], "category_id": a["category_id"], "bbox": a["bbox"], "score": 0.9}
-               for a in dataset["annotations"]]
+    perfect = [
+        {"image_id": a["image_id"], "category_id": a["category_id"], "bbox": a["bbox"], "score": 0.9}
+        for a in dataset["annotations"]
+    ]
     half = perfect[::2]
     flats = [flatten(match_dataset(dataset, d, exp.category_ids()), exp.num_classes) for d in (half, perfect)]
     (a, b), diffs, _, _ = paired_bootstrap(*flats, samples=200)

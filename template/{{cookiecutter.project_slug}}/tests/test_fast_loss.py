@@ -15,7 +15,11 @@ import torch.nn.functional as F
 from yolox.models.yolo_head import YOLOXHead
 
 from yft.train.fast_loss import (
-    FastLossHead, batched_get_losses, install_fast_loss, is_fast_loss_installed, simota_assign,
+    FastLossHead,
+    batched_get_losses,
+    install_fast_loss,
+    is_fast_loss_installed,
+    simota_assign,
     uninstall_fast_loss,
 )
 
@@ -79,8 +83,9 @@ def random_batch(gen, size, counts, num_classes, boxes="mixed", logits="random")
     B, A = len(counts), xs.numel()
     raw = torch.randn(B, A, 4, generator=gen) * 0.6
     raw[..., 2:] += 0.7
-    box = torch.cat([(raw[..., :2] + torch.stack([xs, ys], -1)) * ss[:, None],
-                     raw[..., 2:].exp() * ss[:, None]], -1)
+    box = torch.cat(
+        [(raw[..., :2] + torch.stack([xs, ys], -1)) * ss[:, None], raw[..., 2:].exp() * ss[:, None]], -1
+    )
     if logits == "init":  # a fresh head: every anchor nearly alike, so costs tie a lot
         scores = -4.6 + 0.01 * torch.randn(B, A, 1 + num_classes, generator=gen)
     else:
@@ -112,8 +117,21 @@ def reference_assignments(head, outputs, labels, size):
         n = int(nlabel[b])
         if n:
             _, mask, iou, gt, _ = head.get_assignments(
-                b, n, A, labels[b, :n, 1:5], labels[b, :n, 0], bbox[b], ss, xs, ys, cls, bbox, obj,
-                labels, None)
+                b,
+                n,
+                A,
+                labels[b, :n, 1:5],
+                labels[b, :n, 0],
+                bbox[b],
+                ss,
+                xs,
+                ys,
+                cls,
+                bbox,
+                obj,
+                labels,
+                None,
+            )
             fg[b], matched[b, mask], ious[b, mask] = mask, gt, iou
     return fg, matched, ious
 
@@ -123,9 +141,19 @@ def fast_assignments(outputs, labels, size, num_classes, compact=None):
     nlabel = (labels.sum(dim=2) > 0).sum(dim=1)
     G = max(int(nlabel.max()), 1)
     valid = torch.arange(G, device=labels.device) < nlabel[:, None]
-    return simota_assign(labels[:, :G, 1:5], labels[:, :G, 0].long(), valid, outputs[:, :, :4],
-                         outputs[:, :, 5:], outputs[:, :, 4:5], xs, ys, ss, num_classes,
-                         compact=compact)
+    return simota_assign(
+        labels[:, :G, 1:5],
+        labels[:, :G, 0].long(),
+        valid,
+        outputs[:, :, :4],
+        outputs[:, :, 5:],
+        outputs[:, :, 4:5],
+        xs,
+        ys,
+        ss,
+        num_classes,
+        compact=compact,
+    )
 
 
 def assert_same_assignments(ours, ref):
@@ -200,8 +228,9 @@ def test_half_precision_outputs_match_yolox(amp):
     with torch.autocast("cpu", dtype=amp):
         ref = run_losses(head, TieBrokenHead.get_losses, outputs, raw, labels, size, amp)
         ours = run_losses(head, batched_get_losses, outputs, raw, labels, size, amp)
-        assert_same_assignments(fast_assignments(outputs, labels, size, C),
-                                reference_assignments(head, outputs, labels, size))
+        assert_same_assignments(
+            fast_assignments(outputs, labels, size, C), reference_assignments(head, outputs, labels, size)
+        )
     assert ours[0] == pytest.approx(ref[0], rel=LOSS_RTOL, abs=1e-12)
     assert ours[1].dtype == ref[1].dtype == amp
     torch.testing.assert_close(ours[1], ref[1])  # at the half type's own tolerance
@@ -231,8 +260,13 @@ def real_batch(tmp_path_factory):
     exp.set_architecture("yolox_nano")  # whatever this project's size: keep the test quick
     exp.data_dir = str(tmp_path_factory.mktemp("fast_loss") / "data")
     make_sample_dataset(exp, counts=(4, 1, 1), seed=3)
-    dataset = COCODataset(data_dir=exp.data_dir, json_file=exp.train_ann, name=exp.train_name,
-                          img_size=(96, 96), preproc=TrainTransform(max_labels=50))
+    dataset = COCODataset(
+        data_dir=exp.data_dir,
+        json_file=exp.train_ann,
+        name=exp.train_name,
+        img_size=(96, 96),
+        preproc=TrainTransform(max_labels=50),
+    )
     items = [dataset[i] for i in range(4)]
     images = torch.stack([torch.from_numpy(item[0]) for item in items])
     labels = torch.stack([torch.from_numpy(item[1]) for item in items]).float()
@@ -276,8 +310,9 @@ def test_real_model_step_matches_yolox(real_batch, amp):
     head = model.head
     _, xs, ys, ss, lab, outputs, _ = head.captured
     with torch.autocast("cpu", dtype=amp or torch.float32, enabled=amp is not None):
-        ref_assign = reference_assignments(TieBrokenHead(head.num_classes, width=0.125),
-                                           outputs.detach(), lab, images.shape[-1])
+        ref_assign = reference_assignments(
+            TieBrokenHead(head.num_classes, width=0.125), outputs.detach(), lab, images.shape[-1]
+        )
         ours_assign = fast_assignments(outputs.detach(), lab, images.shape[-1], head.num_classes)
     assert_same_assignments(ours_assign, ref_assign)
 

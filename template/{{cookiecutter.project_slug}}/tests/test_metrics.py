@@ -10,9 +10,11 @@ NAMES, IDS = ["a", "b"], [1, 2]
 
 
 def gt(annotations):
-    data = {"images": [{"id": 1, "width": 100, "height": 100}, {"id": 2, "width": 100, "height": 100}],
-            "annotations": annotations,
-            "categories": [{"id": 1, "name": "a"}, {"id": 2, "name": "b"}]}
+    data = {
+        "images": [{"id": 1, "width": 100, "height": 100}, {"id": 2, "width": 100, "height": 100}],
+        "annotations": annotations,
+        "categories": [{"id": 1, "name": "a"}, {"id": 2, "name": "b"}],
+    }
     coco = COCO()
     coco.dataset = data
     with contextlib.redirect_stdout(io.StringIO()):
@@ -20,8 +22,10 @@ def gt(annotations):
     return coco
 
 
-BOXES = [{"id": 1, "image_id": 1, "category_id": 1, "bbox": [10, 10, 30, 30], "area": 900, "iscrowd": 0},
-         {"id": 2, "image_id": 2, "category_id": 1, "bbox": [50, 50, 40, 20], "area": 800, "iscrowd": 0}]
+BOXES = [
+    {"id": 1, "image_id": 1, "category_id": 1, "bbox": [10, 10, 30, 30], "area": 900, "iscrowd": 0},
+    {"id": 2, "image_id": 2, "category_id": 1, "bbox": [50, 50, 40, 20], "area": 800, "iscrowd": 0},
+]
 
 
 def test_perfect_detections_score_one_and_unlabelled_class_is_undefined():

@@ -70,7 +70,9 @@ def test_run_names_cannot_take_a_task_folder():
 @pytest.fixture(scope="module")
 def model(make_detecting_checkpoint, tmp_path_factory):
     """(exp, checkpoint) of a model that detects plenty, in this module's own project folder."""
-    exp, ckpt = make_detecting_checkpoint(tmp_path_factory.mktemp("outputs"), (4, 3, 3), seed=5, test_conf=0.3)
+    exp, ckpt = make_detecting_checkpoint(
+        tmp_path_factory.mktemp("outputs"), (4, 3, 3), seed=5, test_conf=0.3
+    )
     run = runs_root(exp) / "train"  # where `invoke train` puts it: the report looks beside the run
     run.mkdir(parents=True)
     return exp, Path(shutil.copy(ckpt, run / "best.pth"))
@@ -93,8 +95,13 @@ def test_eval_rerun_keeps_the_first_and_the_report_shows_the_newest(model):
     exp, ckpt = model
     run_eval(exp, CPU, ckpt, "val", "torch", 4, progress=False, analysis=False, html=False)
     first = ckpt.parent / "eval_val_torch"
-    rerun(lambda: run_eval(exp, CPU, ckpt, "val", "torch", 4, progress=False, analysis=False, html=False)
-          and ckpt.parent / "eval_val_torch2", first)
+    rerun(
+        lambda: (
+            run_eval(exp, CPU, ckpt, "val", "torch", 4, progress=False, analysis=False, html=False)
+            and ckpt.parent / "eval_val_torch2"
+        ),
+        first,
+    )
     assert run_files.newest_eval(ckpt.parent, "val").name == "eval_val_torch2"
     with pytest.raises(UserError, match="already holds results"):
         run_eval(exp, CPU, ckpt, "val", "torch", 4, out=first, progress=False, analysis=False, html=False)
@@ -149,8 +156,13 @@ def test_predict_and_bench_reruns_keep_the_first(model, tmp_path):
     run_predict(exp, CPU, str(image), ckpt, "torch", 0.1, None, save_json=True)
     first = ckpt.parent / "predictions"
     assert (first / "predictions.json").is_file()
-    rerun(lambda: run_predict(exp, CPU, str(image), ckpt, "torch", 0.1, None, save_json=True)
-          and ckpt.parent / "predictions2", first)
+    rerun(
+        lambda: (
+            run_predict(exp, CPU, str(image), ckpt, "torch", 0.1, None, save_json=True)
+            and ckpt.parent / "predictions2"
+        ),
+        first,
+    )
     with pytest.raises(UserError, match="already holds results"):
         run_predict(exp, CPU, str(image), ckpt, "torch", 0.1, str(first))
 

@@ -33,7 +33,8 @@ def test_smoke_train_eval_export_predict(sample_exp, tmp_path):
 
     images = tmp_path / "data" / "test2017"
     (images / "broken.jpg").write_bytes(b"not an image")
-    written, skipped = run_predict(sample_exp, device, images, out / "best.pth", "torch", 0.0,
-                                   tmp_path / "pred")
+    written, skipped = run_predict(
+        sample_exp, device, images, out / "best.pth", "torch", 0.0, tmp_path / "pred"
+    )
     assert len(written) == 4 and [p.name for p in skipped] == ["broken.jpg"]
     assert all(target.suffix == ".png" and target.stat().st_size > 0 for target, _ in written)

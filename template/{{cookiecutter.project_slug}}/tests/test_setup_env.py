@@ -13,7 +13,7 @@ from yft.setup_env import CPU_INDEX, applicable, nvidia_gpu, problem, torch_inde
 from yft.yolox_wheel import LOCAL_VERSION, patch_setup_py
 
 # The tail of yolox 0.3.0's setup.py, as published in its sdist (the call the edits touch).
-YOLOX_SETUP_CALL = '''
+YOLOX_SETUP_CALL = """
 setuptools.setup(
     name="yolox",
     version=get_yolox_version(),
@@ -27,7 +27,7 @@ setuptools.setup(
     ext_modules=get_ext_modules(),
     cmdclass=get_cmd_class(),
 )
-'''
+"""
 
 
 def reachable(url):
@@ -62,17 +62,24 @@ def test_platform_rules_and_bad_choice():
         torch_index_args("cuda", system="Windows")
     with pytest.raises(UserError, match="--torch rocm: use one of auto, cpu, cuda"):
         torch_index_args("rocm", system="Linux")
-    assert torch_index_args("cuda", index="https://mirror.example/whl") == \
-        ["--index-url", "https://mirror.example/whl"]
+    assert torch_index_args("cuda", index="https://mirror.example/whl") == [
+        "--index-url",
+        "https://mirror.example/whl",
+    ]
 
 
 @pytest.mark.skipif(os.name == "nt", reason="shell-script stand-in for nvidia-smi")
-@pytest.mark.parametrize("script, found", [
-    ('echo "GPU 0: NVIDIA H200 (UUID: GPU-4f6a1f2e-0c1d-4e55-9a0b-2b7d8c9e1f30)"', True),
-    ('echo "NVIDIA-SMI has failed because it couldn\'t communicate with the NVIDIA driver."; exit 9',
-     False),
-    ('echo "No devices were found"', False),
-])
+@pytest.mark.parametrize(
+    "script, found",
+    [
+        ('echo "GPU 0: NVIDIA H200 (UUID: GPU-4f6a1f2e-0c1d-4e55-9a0b-2b7d8c9e1f30)"', True),
+        (
+            'echo "NVIDIA-SMI has failed because it couldn\'t communicate with the NVIDIA driver."; exit 9',
+            False,
+        ),
+        ('echo "No devices were found"', False),
+    ],
+)
 def test_nvidia_gpu_reads_nvidia_smi(tmp_path, monkeypatch, script, found):
     exe = tmp_path / "nvidia-smi"
     exe.write_text(f"#!/bin/sh\n{script}\n")
@@ -88,10 +95,14 @@ def test_nvidia_gpu_false_without_nvidia_smi(tmp_path, monkeypatch):
 
 def test_requirements_are_checked_against_their_bounds():
     pytest_version = __import__("importlib.metadata").metadata.version("pytest")
-    ok, too_old, absent, other_python = applicable([
-        "pytest>=1", "pytest>=999", "no-such-distribution-yft>=1",
-        f"pytest>=1; python_version < '{sys.version_info.major}.{sys.version_info.minor}'",
-    ]) + [None]
+    ok, too_old, absent, other_python = applicable(
+        [
+            "pytest>=1",
+            "pytest>=999",
+            "no-such-distribution-yft>=1",
+            f"pytest>=1; python_version < '{sys.version_info.major}.{sys.version_info.minor}'",
+        ]
+    ) + [None]
     assert other_python is None  # its marker excludes this Python
     assert problem(ok) is None
     assert problem(too_old) == f"pytest {pytest_version} is installed, pytest>=999 is needed"

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from yft.exp import COCO_CLASS_NAMES, COCO_CATEGORY_IDS
+from yft.exp import COCO_CATEGORY_IDS, COCO_CLASS_NAMES
 from yft.project import UserError
 from yft.train.checkpoint import load_checkpoint
 from yft.train.hooks import HookBase
@@ -22,9 +22,18 @@ CPU = torch.device("cpu")
 
 def tiny(exp, **settings):
     """Settings for fast, deterministic CPU runs."""
-    base = {"input_size": (64, 64), "test_size": (64, 64), "max_epoch": 2, "warmup_epochs": 1,
-            "no_aug_epochs": 1, "multiscale": False, "tracker": "none", "seed": 3,
-            "early_stop_patience": 0, "ckpt_interval": 0}
+    base = {
+        "input_size": (64, 64),
+        "test_size": (64, 64),
+        "max_epoch": 2,
+        "warmup_epochs": 1,
+        "no_aug_epochs": 1,
+        "multiscale": False,
+        "tracker": "none",
+        "seed": 3,
+        "early_stop_patience": 0,
+        "ckpt_interval": 0,
+    }
     for key, value in (base | settings).items():
         setattr(exp, key, value)
     return exp
@@ -50,18 +59,39 @@ def test_head_strategy_trains_only_the_head(sample_exp, tmp_path):
 
 @pytest.mark.slow
 def test_progressive_unfreezes_on_schedule(sample_exp):
-    exp = tiny(sample_exp, max_epoch=2, progressive_schedule=(("neck", 1), ("dark5", 5), ("dark4", 5),
-                                                               ("dark3", 5), ("dark2", 5), ("stem", 5)))
+    exp = tiny(
+        sample_exp,
+        max_epoch=2,
+        progressive_schedule=(
+            ("neck", 1),
+            ("dark5", 5),
+            ("dark4", 5),
+            ("dark3", 5),
+            ("dark2", 5),
+            ("stem", 5),
+        ),
+    )
     seen = []
 
     class Spy(HookBase):
         def after_epoch(self):
             model = self.trainer.model
-            seen.append((next(model.backbone.C3_p4.parameters()).requires_grad,
-                         next(model.backbone.backbone.dark5.parameters()).requires_grad))
+            seen.append(
+                (
+                    next(model.backbone.C3_p4.parameters()).requires_grad,
+                    next(model.backbone.backbone.dark5.parameters()).requires_grad,
+                )
+            )
 
-    train(exp, CPU, batch_size=4, strategy="progressive", progress=False, max_iters_per_epoch=1,
-          extra_hooks=[Spy()])
+    train(
+        exp,
+        CPU,
+        batch_size=4,
+        strategy="progressive",
+        progress=False,
+        max_iters_per_epoch=1,
+        extra_hooks=[Spy()],
+    )
     assert seen == [(False, False), (True, False)]
 
 
@@ -97,8 +127,14 @@ def test_resume_continues_exactly(sample_exp, tmp_path):
     # Multiscale on (its RNG must resume too); validation only at the end, to keep this quick.
     settings = {"max_epoch": 3, "deterministic": True, "multiscale": True, "eval_interval": 3}
 
-    straight = train(tiny(sample_exp, **settings), CPU, batch_size=4, progress=False,
-                     max_iters_per_epoch=2, out_dir=tmp_path / "straight")
+    straight = train(
+        tiny(sample_exp, **settings),
+        CPU,
+        batch_size=4,
+        progress=False,
+        max_iters_per_epoch=2,
+        out_dir=tmp_path / "straight",
+    )
 
     class Kill(HookBase):
         def after_epoch(self):
@@ -106,11 +142,25 @@ def test_resume_continues_exactly(sample_exp, tmp_path):
                 raise KeyboardInterrupt  # the process dies after epoch 2 was checkpointed
 
     with pytest.raises(KeyboardInterrupt):
-        train(tiny(sample_exp, **settings), CPU, batch_size=4, progress=False, max_iters_per_epoch=2,
-              out_dir=tmp_path / "split", extra_hooks=[Kill()])
+        train(
+            tiny(sample_exp, **settings),
+            CPU,
+            batch_size=4,
+            progress=False,
+            max_iters_per_epoch=2,
+            out_dir=tmp_path / "split",
+            extra_hooks=[Kill()],
+        )
     assert load_checkpoint(tmp_path / "split" / "last.pth")["epoch"] == 2
-    train(tiny(sample_exp, **settings), CPU, batch_size=4, progress=False, max_iters_per_epoch=2,
-          out_dir=tmp_path / "split", resume=True)
+    train(
+        tiny(sample_exp, **settings),
+        CPU,
+        batch_size=4,
+        progress=False,
+        max_iters_per_epoch=2,
+        out_dir=tmp_path / "split",
+        resume=True,
+    )
 
     a, b = load_checkpoint(straight / "last.pth"), load_checkpoint(tmp_path / "split" / "last.pth")
     for key in ("train_model", "model"):
@@ -122,9 +172,21 @@ def test_resume_continues_exactly(sample_exp, tmp_path):
 def test_extras_run_together(sample_exp):
     """Accumulation, clipping, loss weights, smoothing, focal, copy-paste, repeat factors, RAM cache,
     step schedule and plateau LR in one short run; the JSONL log records what happened."""
-    exp = tiny(sample_exp, accumulate=2, grad_clip=1.0, cls_loss_weight=2.0, label_smoothing=0.1,
-               focal_gamma=2.0, copy_paste_prob=1.0, repeat_threshold=0.5, cache="ram",
-               scheduler="step", lr_step_epochs=(1,), plateau_patience=1, log_interval=1)
+    exp = tiny(
+        sample_exp,
+        accumulate=2,
+        grad_clip=1.0,
+        cls_loss_weight=2.0,
+        label_smoothing=0.1,
+        focal_gamma=2.0,
+        copy_paste_prob=1.0,
+        repeat_threshold=0.5,
+        cache="ram",
+        scheduler="step",
+        lr_step_epochs=(1,),
+        plateau_patience=1,
+        log_interval=1,
+    )
     out = train(exp, CPU, batch_size=4, progress=False, max_iters_per_epoch=2)
     steps = [json.loads(line) for line in (out / "train_log.jsonl").read_text().splitlines()]
     steps = [r for r in steps if r["type"] == "step"]
@@ -142,8 +204,14 @@ def test_nan_loss_stops_with_a_clear_message(sample_exp):
 def test_a_diverging_run_stops_with_the_trainers_message(sample_exp):
     """--set basic_lr_per_img=1e9 used to crash inside YOLOX's loss (BCE input outside 0..1)."""
     # Random weights (the fixture's pretrained=None): the from-scratch profile's values apply.
-    exp = tiny(sample_exp, scratch_basic_lr_per_img=1e9, scratch_warmup_epochs=0, no_aug_epochs=0, max_epoch=1,
-               eval_interval=100)
+    exp = tiny(
+        sample_exp,
+        scratch_basic_lr_per_img=1e9,
+        scratch_warmup_epochs=0,
+        no_aug_epochs=0,
+        max_epoch=1,
+        eval_interval=100,
+    )
     with pytest.raises(UserError, match="became (nan|inf|-inf|non-finite)"):
         train(exp, CPU, batch_size=4, progress=False, max_iters_per_epoch=6)
 
@@ -191,7 +259,11 @@ def test_copy_paste_adds_objects_in_free_space(sample_exp):
         img, res, _, _ = source.pull_item(index)
         original = base.annotations[index][0]
         grew += len(res) > len(original)
-        assert (res[:, :4] >= 0).all() and (res[:, 2] <= img.shape[1]).all() and (res[:, 3] <= img.shape[0]).all()
+        assert (
+            (res[:, :4] >= 0).all()
+            and (res[:, 2] <= img.shape[1]).all()
+            and (res[:, 3] <= img.shape[0]).all()
+        )
     assert grew > 0
 
 

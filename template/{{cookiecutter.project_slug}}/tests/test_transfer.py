@@ -54,11 +54,26 @@ def make_exp(root, classes, **settings):
     exp.set_architecture("yolox_nano")
     exp.class_mode, exp.class_names, exp.num_classes = "fresh", tuple(classes), len(classes)
     exp.data_dir, exp.output_dir, exp.exp_name = str(root / "data"), str(root / "runs"), "transfer"
-    common = {"input_size": (128, 128), "test_size": (128, 128), "multiscale": False, "mosaic_scale": (0.5, 1.5),
-              "enable_mixup": False, "mosaic_prob": 0.5, "tracker": "none", "seed": 0, "data_num_workers": 0,
-              "early_stop_patience": 0, "ckpt_interval": 0, "batch_size": BATCH, "no_aug_epochs": 2,
-              "basic_lr_per_img": LR_PER_IMAGE, "scratch_basic_lr_per_img": LR_PER_IMAGE,
-              "warmup_epochs": 1, "scratch_warmup_epochs": 1, "pretrained": None}
+    common = {
+        "input_size": (128, 128),
+        "test_size": (128, 128),
+        "multiscale": False,
+        "mosaic_scale": (0.5, 1.5),
+        "enable_mixup": False,
+        "mosaic_prob": 0.5,
+        "tracker": "none",
+        "seed": 0,
+        "data_num_workers": 0,
+        "early_stop_patience": 0,
+        "ckpt_interval": 0,
+        "batch_size": BATCH,
+        "no_aug_epochs": 2,
+        "basic_lr_per_img": LR_PER_IMAGE,
+        "scratch_basic_lr_per_img": LR_PER_IMAGE,
+        "warmup_epochs": 1,
+        "scratch_warmup_epochs": 1,
+        "pretrained": None,
+    }
     for key, value in (common | settings).items():
         setattr(exp, key, value)
     exp.eval_interval = exp.max_epoch  # validate once, at the end
@@ -90,8 +105,10 @@ def test_finetuning_beats_training_from_scratch(base_checkpoint, tmp_path):
         make_sample_dataset(exp, (TRAIN_IMAGES, VAL_IMAGES, 0), seed=20)  # the same images for both
         out = train(exp, CPU, ckpt=ckpt, from_scratch=ckpt is None, progress=False)
         results[name] = final_metrics(out)["mAP50"]
-    print(f"\nafter {FINETUNE_EPOCHS * TRAIN_IMAGES // BATCH} iterations on {NEW}: val mAP50 finetuned "
-          f"{results['finetuned']:.3f}, from scratch {results['scratch']:.3f}")
+    print(
+        f"\nafter {FINETUNE_EPOCHS * TRAIN_IMAGES // BATCH} iterations on {NEW}: val mAP50 finetuned "
+        f"{results['finetuned']:.3f}, from scratch {results['scratch']:.3f}"
+    )
     assert results["finetuned"] >= results["scratch"] + MIN_GAIN
 
 
@@ -114,8 +131,10 @@ def test_keep_mode_adds_a_class_and_keeps_the_old_ones(base_checkpoint, tmp_path
     after_model = exp.get_model()
     after_model.load_state_dict(load_checkpoint(out / "last.pth")["model"])
     after = per_class_ap50(after_model)
-    print("\nkeep mode, val AP50 per class before -> after: "
-          + ", ".join(f"{n} {before[n]:.3f} -> {after[n]:.3f}" for n in classes))
+    print(
+        "\nkeep mode, val AP50 per class before -> after: "
+        + ", ".join(f"{n} {before[n]:.3f} -> {after[n]:.3f}" for n in classes)
+    )
     old_before = sum(before[n] for n in BASE) / len(BASE)
     old_after = sum(after[n] for n in BASE) / len(BASE)
     assert old_before >= 0.15  # head surgery carried the old classes: detected from the first step
@@ -130,8 +149,14 @@ def test_classes_the_data_never_shows_keep_their_rows(tmp_path, capsys):
     torch.manual_seed(0)
     ckpt = tmp_path / "base.pth"
     torch.save({"model": base.get_model().state_dict()}, ckpt)  # release format: no class names
-    exp = make_exp(tmp_path, BASE + ("circle",), max_epoch=1, pretrained_classes=BASE, input_size=(64, 64),
-                   test_size=(64, 64))
+    exp = make_exp(
+        tmp_path,
+        BASE + ("circle",),
+        max_epoch=1,
+        pretrained_classes=BASE,
+        input_size=(64, 64),
+        test_size=(64, 64),
+    )
     make_sample_dataset(exp, (8, 2, 0), seed=5, draw=("circle",))
     out = train(exp, CPU, ckpt=ckpt, batch_size=4, progress=False, max_iters_per_epoch=2)
     assert "classes: 3 taken from the checkpoint never appear in the training data" in capsys.readouterr().out
@@ -141,4 +166,6 @@ def test_classes_the_data_never_shows_keep_their_rows(tmp_path, capsys):
             name = f"head.cls_preds.{k}.{part}"
             assert torch.equal(final["model"][name][:3], start[name]), name
             assert torch.equal(final["train_model"][name][:3], start[name]), name
-    assert not torch.equal(final["train_model"]["head.cls_preds.0.bias"][3], exp.get_model().head.cls_preds[0].bias[3])
+    assert not torch.equal(
+        final["train_model"]["head.cls_preds.0.bias"][3], exp.get_model().head.cls_preds[0].bias[3]
+    )

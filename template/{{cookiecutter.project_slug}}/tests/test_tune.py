@@ -21,8 +21,16 @@ from yft.train.tune import TrialReport, tune, tune_root
 
 optuna = pytest.importorskip("optuna")
 
-TINY = ["pretrained=none", "input_size=64,64", "test_size=64,64", "no_aug_epochs=1", "data_num_workers=0",
-        "tracker=none", "multiscale=false", "batch_size=4"]
+TINY = [
+    "pretrained=none",
+    "input_size=64,64",
+    "test_size=64,64",
+    "no_aug_epochs=1",
+    "data_num_workers=0",
+    "tracker=none",
+    "multiscale=false",
+    "batch_size=4",
+]
 
 
 def space_error(exp, space):
@@ -37,15 +45,18 @@ def test_space_checks(exp, tmp_path):
     assert all(s % 32 == 0 for s in checked["input_size"]["choices"])
     assert ("mixup_prob" in checked) == exp.enable_mixup
 
-    assert "'learning_rate' is not an Exp setting" in space_error(exp, {"learning_rate": {"low": 0, "high": 1}})
+    assert "'learning_rate' is not an Exp setting" in space_error(
+        exp, {"learning_rate": {"low": 0, "high": 1}}
+    )
     assert "empty range" in space_error(exp, {"mosaic_prob": {"low": 0.5, "high": 0.5}})
     assert "empty choices" in space_error(exp, {"strategy": {"choices": []}})
     assert "log range needs low > 0" in space_error(exp, {"weight_decay": {"low": 0, "high": 1, "log": True}})
     assert "multiples of 32" in space_error(exp, {"input_size": {"choices": [320, 100]}})
     assert "'sideways' is not one of" in space_error(exp, {"strategy": {"choices": ["full", "sideways"]}})
     assert "must be too" in space_error(exp, {"warmup_epochs": {"low": 0.5, "high": 3}})
-    assert "expected a bool" in space_error(exp, {"ema": {"choices": [1, 0]}}) or \
-        "expected true or false" in space_error(exp, {"ema": {"choices": [1, 0]}})
+    assert "expected a bool" in space_error(
+        exp, {"ema": {"choices": [1, 0]}}
+    ) or "expected true or false" in space_error(exp, {"ema": {"choices": [1, 0]}})
 
     bad = tmp_path / "space.yaml"
     bad.write_text("basic_lr_per_img: {low: 1.0e-5, high: 1.0e-3\nema: [\n")
@@ -57,8 +68,11 @@ def test_space_checks(exp, tmp_path):
     space = tune_space.exp_space(exp)
     assert "ema" not in space and space["input_size"] == {"choices": [320, 416]}
     params = {"input_size": 416, "mosaic_scale": "0.1,2.0", "strategy": "head"}
-    assert tune_space.exp_block(exp, params) == ["self.input_size = (416, 416)",
-                                                 "self.mosaic_scale = (0.1, 2.0)", "self.strategy = 'head'"]
+    assert tune_space.exp_block(exp, params) == [
+        "self.input_size = (416, 416)",
+        "self.mosaic_scale = (0.1, 2.0)",
+        "self.strategy = 'head'",
+    ]
 
 
 def test_bad_storage_starts_nothing(exp, tmp_path):
@@ -69,8 +83,15 @@ def test_bad_storage_starts_nothing(exp, tmp_path):
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     with pytest.raises(UserError, match=r"^--storage postgresql://yft:\*\*\*@127.0.0.1:\d+/db: "):
-        tune(exp.exp_file, torch.device("cpu"), 2, 1, 1, storage=f"postgresql://yft:secret@127.0.0.1:{port}/db",
-             overrides=[f"data_dir={exp.data_dir}", f"output_dir={exp.output_dir}", "pretrained=none"])
+        tune(
+            exp.exp_file,
+            torch.device("cpu"),
+            2,
+            1,
+            1,
+            storage=f"postgresql://yft:secret@127.0.0.1:{port}/db",
+            overrides=[f"data_dir={exp.data_dir}", f"output_dir={exp.output_dir}", "pretrained=none"],
+        )
     with pytest.raises(UserError, match="--metric mAP: use one of"):
         tune(exp.exp_file, torch.device("cpu"), metric="mAP", overrides=[f"output_dir={exp.output_dir}"])
     assert not Path(exp.output_dir).exists()
@@ -80,8 +101,9 @@ def test_trial_report_prunes_through_the_hook():
     """The hook reports each validation and stops the run when Optuna's pruner says so."""
     from types import SimpleNamespace
 
-    study = optuna.create_study(direction="maximize",
-                                pruner=optuna.pruners.MedianPruner(n_startup_trials=1, n_warmup_steps=0))
+    study = optuna.create_study(
+        direction="maximize", pruner=optuna.pruners.MedianPruner(n_startup_trials=1, n_warmup_steps=0)
+    )
     for values, expect_pruned in (([0.5, 0.6], None), ([0.1, 0.2], 1)):
         trial = study.ask()
         hook = TrialReport(trial, "mAP50")
@@ -92,7 +114,7 @@ def test_trial_report_prunes_through_the_hook():
             if hook.trainer.should_stop:
                 break
         assert hook.pruned_at == expect_pruned and hook.trainer.should_stop == bool(expect_pruned)
-        assert hook.best == max(values[:epoch + 1])
+        assert hook.best == max(values[: epoch + 1])
         study.tell(trial, hook.best)
 
 
@@ -106,11 +128,17 @@ def boxy_checkpoint(root):
     make_sample_dataset(exp, counts=(4, 6, 0), seed=4)
     # The classes the sample data draws (all of them, or those that are not COCO's in the
     # keep_coco and replace modes) score 0.5; COCO's others next to nothing.
-    ours = [i for i, name in enumerate(exp.class_names) if exp.class_mode == "fresh" or name not in COCO_CLASS_NAMES]
+    ours = [
+        i
+        for i, name in enumerate(exp.class_names)
+        if exp.class_mode == "fresh" or name not in COCO_CLASS_NAMES
+    ]
     torch.manual_seed(0)
     model = exp.get_model()
     with torch.no_grad():
-        for level, (obj, cls, reg) in enumerate(zip(model.head.obj_preds, model.head.cls_preds, model.head.reg_preds)):
+        for level, (obj, cls, reg) in enumerate(
+            zip(model.head.obj_preds, model.head.cls_preds, model.head.reg_preds)
+        ):
             obj.bias.fill_(2.0)
             cls.bias.fill_(-6.0)
             cls.bias[ours] = 0.0
@@ -124,8 +152,14 @@ def test_pruning_in_real_trials(tmp_path):
     """Three trials through the real loop: two keep score 0.01 (some boxes match), the third
     asks for score 0.99 (no box), scores below the median at its second validation and is pruned."""
     exp, ckpt = boxy_checkpoint(tmp_path)
-    overrides = [*TINY, f"data_dir={exp.data_dir}", f"output_dir={exp.output_dir}", "basic_lr_per_img=1e-12",
-                 "strategy=head", "ema=false"]
+    overrides = [
+        *TINY,
+        f"data_dir={exp.data_dir}",
+        f"output_dir={exp.output_dir}",
+        "basic_lr_per_img=1e-12",
+        "strategy=head",
+        "ema=false",
+    ]
     space = tmp_path / "space.yaml"
     space.write_text("test_conf: {low: 0.01, high: 0.99}\n")
     storage = f"sqlite:///{tmp_path / 'study.db'}"
@@ -133,10 +167,22 @@ def test_pruning_in_real_trials(tmp_path):
     for conf in (0.01, 0.01, 0.99):
         study.enqueue_trial({"test_conf": conf})
     torch.set_num_threads(1)
-    study, _, out = tune(exp.exp_file, torch.device("cpu"), n_trials=3, epochs=2, iters=1, study_name="p",
-                         storage=storage, space_file=space, ckpt=ckpt, overrides=overrides)
+    study, _, out = tune(
+        exp.exp_file,
+        torch.device("cpu"),
+        n_trials=3,
+        epochs=2,
+        iters=1,
+        study_name="p",
+        storage=storage,
+        space_file=space,
+        ckpt=ckpt,
+        overrides=overrides,
+    )
     states = [t.state.name for t in study.trials]
-    assert states == ["COMPLETE", "COMPLETE", "PRUNED"], [(t.state, t.intermediate_values) for t in study.trials]
+    assert states == ["COMPLETE", "COMPLETE", "PRUNED"], [
+        (t.state, t.intermediate_values) for t in study.trials
+    ]
     first, _, pruned = study.trials
     assert first.value > 0, "the boxy model should match some objects at score 0.01"
     assert pruned.intermediate_values[2] < first.intermediate_values[2]
@@ -145,8 +191,15 @@ def test_pruning_in_real_trials(tmp_path):
 
 
 def run_tune(args, project_env, **popen):
-    return subprocess.Popen([sys.executable, "-m", "invoke", "tune", *args], cwd=ROOT, env=project_env,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, **popen)
+    return subprocess.Popen(
+        [sys.executable, "-m", "invoke", "tune", *args],
+        cwd=ROOT,
+        env=project_env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        **popen,
+    )
 
 
 @pytest.fixture
@@ -190,7 +243,9 @@ def test_tune_command_resumes_after_kill(tmp_path, project_env):
         if t.state.name == "COMPLETE":
             assert t.value == pytest.approx(max(h["mAP50_95"] or 0.0 for h in history))
     lines = [line for line in text.splitlines() if line.startswith("trial ")]
-    assert len(lines) == 1 and all(" best " in line and " eta " in line and "2/2 done" in line for line in lines)
+    assert len(lines) == 1 and all(
+        " best " in line and " eta " in line and "2/2 done" in line for line in lines
+    )
 
     best = json.loads((out / "best.json").read_text())
     assert best["value"] == max(t.value for t in done if t.state.name == "COMPLETE")
@@ -200,11 +255,30 @@ def test_tune_command_resumes_after_kill(tmp_path, project_env):
         assert (out / f"{name}.png").read_bytes()[:4] == b"\x89PNG"
 
     # A rerun of a finished study trains nothing more; train --from-trial replays the settings.
-    again, _, _ = tune(None, torch.device("cpu"), n_trials=2, epochs=2, iters=2, overrides=[s[6:] for s in sets])
+    again, _, _ = tune(
+        None, torch.device("cpu"), n_trials=2, epochs=2, iters=2, overrides=[s[6:] for s in sets]
+    )
     assert len(again.trials) == len(trials)
-    train = subprocess.run([sys.executable, "-m", "invoke", "train", f"--from-trial={best['trial']}", "--smoke",
-                            "--device=cpu", "--quiet", *sets], cwd=ROOT, env=project_env, capture_output=True,
-                           text=True, timeout=300)
+    train = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "invoke",
+            "train",
+            f"--from-trial={best['trial']}",
+            "--smoke",
+            "--device=cpu",
+            "--quiet",
+            *sets,
+        ],
+        cwd=ROOT,
+        env=project_env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert train.returncode == 0, train.stdout + train.stderr
-    assert f"settings of trial {best['trial']} (study default): " + " ".join(best["overrides"]) in train.stdout
+    assert (
+        f"settings of trial {best['trial']} (study default): " + " ".join(best["overrides"]) in train.stdout
+    )
     assert f"strategy {best['params']['strategy']}" in train.stdout

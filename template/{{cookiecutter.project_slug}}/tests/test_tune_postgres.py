@@ -20,8 +20,16 @@ from yft.train.tune import tune_root
 optuna = pytest.importorskip("optuna")
 pytest.importorskip("psycopg", reason="psycopg is not installed (pip install -e '.[postgres]')")
 
-TINY = ["pretrained=none", "input_size=64,64", "test_size=64,64", "no_aug_epochs=1", "data_num_workers=0",
-        "tracker=none", "multiscale=false", "batch_size=4"]
+TINY = [
+    "pretrained=none",
+    "input_size=64,64",
+    "test_size=64,64",
+    "no_aug_epochs=1",
+    "data_num_workers=0",
+    "tracker=none",
+    "multiscale=false",
+    "batch_size=4",
+]
 
 
 def server_binaries():
@@ -45,6 +53,7 @@ def postgres_url():
     if os.geteuid() == 0:
         try:
             import pwd
+
             account = pwd.getpwnam("postgres")
         except KeyError:
             pytest.skip("running as root and there is no `postgres` user to run the server as")
@@ -57,11 +66,31 @@ def postgres_url():
         port = s.getsockname()[1]
     data, log = folder / "data", folder / "server.log"
     try:
-        subprocess.run([*as_user, initdb, "-D", str(data), "-U", "yft", "-A", "trust", "--no-sync"],
-                       check=True, capture_output=True, timeout=120)
-        started = subprocess.run([*as_user, pg_ctl, "-D", str(data), "-l", str(log), "-w", "-t", "60", "-o",
-                                  f"-p {port} -k {folder} -c listen_addresses=127.0.0.1 -c fsync=off", "start"],
-                                 capture_output=True, text=True, timeout=120)
+        subprocess.run(
+            [*as_user, initdb, "-D", str(data), "-U", "yft", "-A", "trust", "--no-sync"],
+            check=True,
+            capture_output=True,
+            timeout=120,
+        )
+        started = subprocess.run(
+            [
+                *as_user,
+                pg_ctl,
+                "-D",
+                str(data),
+                "-l",
+                str(log),
+                "-w",
+                "-t",
+                "60",
+                "-o",
+                f"-p {port} -k {folder} -c listen_addresses=127.0.0.1 -c fsync=off",
+                "start",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
     except (subprocess.CalledProcessError, subprocess.TimeoutExpired, OSError) as err:
         shutil.rmtree(folder, ignore_errors=True)
         pytest.skip(f"could not create a PostgreSQL cluster: {err}")
@@ -72,8 +101,9 @@ def postgres_url():
     try:
         yield f"postgresql://yft@127.0.0.1:{port}/postgres"
     finally:
-        subprocess.run([*as_user, pg_ctl, "-D", str(data), "-m", "immediate", "stop"], capture_output=True,
-                       timeout=120)
+        subprocess.run(
+            [*as_user, pg_ctl, "-D", str(data), "-m", "immediate", "stop"], capture_output=True, timeout=120
+        )
         shutil.rmtree(folder, ignore_errors=True)
 
 
@@ -83,15 +113,37 @@ def test_two_workers_share_one_study(tmp_path, postgres_url):
     make_sample_dataset(exp, counts=(6, 3, 0), seed=6)
     sets = [f"--set={s}" for s in TINY + [f"data_dir={exp.data_dir}", f"output_dir={exp.output_dir}"]]
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1")
-    workers = [subprocess.Popen([sys.executable, "-m", "invoke", "tune", f"--storage={postgres_url}", "--study=pg",
-                                 "--trials=4", "--epochs=2", "--iters=1", f"--seed={seed}", "--device=cpu", *sets],
-                                cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-               for seed in (1, 2)]
+    workers = [
+        subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "invoke",
+                "tune",
+                f"--storage={postgres_url}",
+                "--study=pg",
+                "--trials=4",
+                "--epochs=2",
+                "--iters=1",
+                f"--seed={seed}",
+                "--device=cpu",
+                *sets,
+            ],
+            cwd=ROOT,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        for seed in (1, 2)
+    ]
     outputs = [w.communicate(timeout=900)[0] for w in workers]
     for worker, text in zip(workers, outputs):
         assert worker.returncode == 0, text
 
-    study = optuna.load_study(study_name="pg", storage=postgres_url.replace("postgresql://", "postgresql+psycopg://"))
+    study = optuna.load_study(
+        study_name="pg", storage=postgres_url.replace("postgresql://", "postgresql+psycopg://")
+    )
     trials = study.trials
     assert [t.number for t in trials] == list(range(len(trials)))
     assert {t.state.name for t in trials} <= {"COMPLETE", "PRUNED"}, [(t.number, t.state) for t in trials]

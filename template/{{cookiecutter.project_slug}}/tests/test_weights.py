@@ -65,8 +65,9 @@ def test_download_records_checksum_and_reuses_the_file(server, tmp_path):
 
 def test_partial_download_resumes_with_range(server, tmp_path):
     (tmp_path / "yolox_s.pth.part").write_bytes(PAYLOAD[:300_000])
-    path = download_weights("yolox_s", tmp_path, url=server, progress=False,
-                            sha256=hashlib.sha256(PAYLOAD).hexdigest())
+    path = download_weights(
+        "yolox_s", tmp_path, url=server, progress=False, sha256=hashlib.sha256(PAYLOAD).hexdigest()
+    )
     assert path.read_bytes() == PAYLOAD
     assert RangeHandler.requests == ["bytes=300000-"]
 
@@ -79,13 +80,19 @@ def test_checksum_mismatch_is_refused(server, tmp_path):
 
 def test_offline_says_where_to_put_the_file(tmp_path):
     with pytest.raises(UserError, match=r"put it at .*yolox_nano.pth"):
-        download_weights("yolox_nano", tmp_path, url="http://127.0.0.1:9/yolox_nano.pth",
-                         timeout=2, progress=False)
+        download_weights(
+            "yolox_nano", tmp_path, url="http://127.0.0.1:9/yolox_nano.pth", timeout=2, progress=False
+        )
     assert not (tmp_path / "yolox_nano.pth").exists()
 
 
-@pytest.mark.parametrize("url, expected", [("file:///etc/hostname", "a local file needs no download"),
-                                           ("ftp://example.org/w.pth", "give an http:// or https:// address")])
+@pytest.mark.parametrize(
+    "url, expected",
+    [
+        ("file:///etc/hostname", "a local file needs no download"),
+        ("ftp://example.org/w.pth", "give an http:// or https:// address"),
+    ],
+)
 def test_urls_that_are_not_http_are_one_line(tmp_path, url, expected):
     with pytest.raises(UserError, match=expected):
         download_weights("yolox_nano", tmp_path, url=url)
@@ -93,29 +100,42 @@ def test_urls_that_are_not_http_are_one_line(tmp_path, url, expected):
 
 
 def short_run(exp, **settings):
-    base = {"input_size": (64, 64), "test_size": (64, 64), "max_epoch": 1, "warmup_epochs": 1,
-            "no_aug_epochs": 0, "multiscale": False, "tracker": "none", "early_stop_patience": 0,
-            "ckpt_interval": 0, "pretrained": "auto"}
+    base = {
+        "input_size": (64, 64),
+        "test_size": (64, 64),
+        "max_epoch": 1,
+        "warmup_epochs": 1,
+        "no_aug_epochs": 0,
+        "multiscale": False,
+        "tracker": "none",
+        "early_stop_patience": 0,
+        "ckpt_interval": 0,
+        "pretrained": "auto",
+    }
     for key, value in (base | settings).items():
         setattr(exp, key, value)
     return exp
 
 
-def test_train_offline_without_cached_weights_says_what_to_do_and_writes_nothing(sample_exp, tmp_path,
-                                                                                 monkeypatch):
+def test_train_offline_without_cached_weights_says_what_to_do_and_writes_nothing(
+    sample_exp, tmp_path, monkeypatch
+):
     cache = tmp_path / "cache"
     monkeypatch.setenv("YFT_WEIGHTS", str(cache))  # the mirror stays the refused address of conftest
     with pytest.raises(UserError) as info:
         train(short_run(sample_exp), CPU, batch_size=4, progress=False)
     message = str(info.value)
     assert "\n" not in message
-    assert f"no pretrained weights for {sample_exp.model_name}: {cache / sample_exp.model_name}.pth" in message
+    assert (
+        f"no pretrained weights for {sample_exp.model_name}: {cache / sample_exp.model_name}.pth" in message
+    )
     assert "--ckpt FILE" in message and "--from-scratch" in message and "download-weights" in message
     assert not cache.exists() and not Path(sample_exp.output_dir).exists()
 
 
-def test_train_downloads_the_official_weights_resuming_a_partial_file(sample_exp, server, tmp_path, monkeypatch,
-                                                                       capsys):
+def test_train_downloads_the_official_weights_resuming_a_partial_file(
+    sample_exp, server, tmp_path, monkeypatch, capsys
+):
     exp = short_run(sample_exp)
     buffer = io.BytesIO()
     torch.save({"model": exp.get_model().state_dict()}, buffer)  # YOLOX's release format
@@ -132,8 +152,9 @@ def test_train_downloads_the_official_weights_resuming_a_partial_file(sample_exp
     digest = hashlib.sha256(RangeHandler.payload).hexdigest()
     assert f"{digest}  {name}" in (cache / "SHA256SUMS").read_text()
     lines = capsys.readouterr().out.splitlines()
-    assert lines[1].startswith(f"weights: {cache / name} (official COCO weights, downloaded, sha256 {digest[:12]}): "
-                               "loaded ")
+    assert lines[1].startswith(
+        f"weights: {cache / name} (official COCO weights, downloaded, sha256 {digest[:12]}): loaded "
+    )
     assert any(line.startswith("hyperparameters: finetune profile") for line in lines[:4])
     assert load_checkpoint(out / "last.pth")["profile"] == "finetune"
 
@@ -141,12 +162,21 @@ def test_train_downloads_the_official_weights_resuming_a_partial_file(sample_exp
 @pytest.mark.parametrize("how", ["--from-scratch", "pretrained=None"])
 def test_from_scratch_uses_the_scratch_profile(sample_exp, server, capsys, monkeypatch, how):
     monkeypatch.setenv("YFT_WEIGHTS_URL", server.rsplit("/", 1)[0])
-    exp = short_run(sample_exp, scratch_basic_lr_per_img=0.002, scratch_warmup_epochs=1, basic_lr_per_img=0.001,
-                    pretrained=None if how == "pretrained=None" else "auto")
-    out = train(exp, CPU, batch_size=4, progress=False, max_iters_per_epoch=1, from_scratch=how == "--from-scratch")
+    exp = short_run(
+        sample_exp,
+        scratch_basic_lr_per_img=0.002,
+        scratch_warmup_epochs=1,
+        basic_lr_per_img=0.001,
+        pretrained=None if how == "pretrained=None" else "auto",
+    )
+    out = train(
+        exp, CPU, batch_size=4, progress=False, max_iters_per_epoch=1, from_scratch=how == "--from-scratch"
+    )
     lines = capsys.readouterr().out.splitlines()
     assert lines[1].startswith("weights: none, random initialisation (")
-    assert lines[2].startswith("hyperparameters: scratch profile, lr 0.008 (basic_lr_per_img 0.002 x batch 4)")
+    assert lines[2].startswith(
+        "hyperparameters: scratch profile, lr 0.008 (basic_lr_per_img 0.002 x batch 4)"
+    )
     assert load_checkpoint(out / "last.pth")["profile"] == "scratch"
     assert RangeHandler.requests == []  # nothing was downloaded
 

@@ -98,7 +98,9 @@ RULES = {
         (_count, "must be at least 1"),
     ),
     **{name: _at_least(0) for name in ("seed", "node_rank", "max_bits", "kfold")},
-    **dict.fromkeys(("conf", "nms", "iou", "fraction", "min_score"), (_unit_or_unset, "must be between 0 and 1")),
+    **dict.fromkeys(
+        ("conf", "nms", "iou", "fraction", "min_score"), (_unit_or_unset, "must be between 0 and 1")
+    ),
     **{name: ((lambda v, d: v > 0), "must be above 0") for name in ("every", "workspace", "min_time")},
     "master_port": ((lambda v, d: 1 <= v <= 65535), "must be a port number, 1 to 65535"),
 }

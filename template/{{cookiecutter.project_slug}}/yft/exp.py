@@ -20,10 +20,86 @@ COCO_CLASS_NAMES = tuple(COCO_CLASSES)
 # COCO's own category ids for its 80 classes (ids 1..90 with gaps). In the keep-COCO class
 # mode our categories follow with ids 91, 92, ... so COCO's ids keep their meaning.
 COCO_CATEGORY_IDS = (
-    1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23, 24, 25, 27,
-    28, 31, 32, 33, 34, 35, 36, 37, 38, 39, 40, 41, 42, 43, 44, 46, 47, 48, 49, 50, 51, 52, 53,
-    54, 55, 56, 57, 58, 59, 60, 61, 62, 63, 64, 65, 67, 70, 72, 73, 74, 75, 76, 77, 78, 79, 80,
-    81, 82, 84, 85, 86, 87, 88, 89, 90,
+    1,
+    2,
+    3,
+    4,
+    5,
+    6,
+    7,
+    8,
+    9,
+    10,
+    11,
+    13,
+    14,
+    15,
+    16,
+    17,
+    18,
+    19,
+    20,
+    21,
+    22,
+    23,
+    24,
+    25,
+    27,
+    28,
+    31,
+    32,
+    33,
+    34,
+    35,
+    36,
+    37,
+    38,
+    39,
+    40,
+    41,
+    42,
+    43,
+    44,
+    46,
+    47,
+    48,
+    49,
+    50,
+    51,
+    52,
+    53,
+    54,
+    55,
+    56,
+    57,
+    58,
+    59,
+    60,
+    61,
+    62,
+    63,
+    64,
+    65,
+    67,
+    70,
+    72,
+    73,
+    74,
+    75,
+    76,
+    77,
+    78,
+    79,
+    80,
+    81,
+    82,
+    84,
+    85,
+    86,
+    87,
+    88,
+    89,
+    90,
 )
 
 # depth, width, depthwise convolutions, default input size: YOLOX's published architectures.
@@ -118,8 +194,14 @@ class FinetuneExp(YoloxExp):
         # classes (only the class predictions train: add classes, keep the old ones' accuracy)
         self.strategy = "full"
         # progressive: (part, epoch) pairs; a part trains from that epoch on (0-based).
-        self.progressive_schedule = (("neck", 3), ("dark5", 6), ("dark4", 9), ("dark3", 12),
-                                     ("dark2", 15), ("stem", 15))
+        self.progressive_schedule = (
+            ("neck", 3),
+            ("dark5", 6),
+            ("dark4", 9),
+            ("dark3", 12),
+            ("dark2", 15),
+            ("stem", 15),
+        )
         # Layer-wise learning rates: multipliers of the base LR per part of the network.
         self.backbone_lr_mult = 1.0
         self.neck_lr_mult = 1.0
@@ -263,7 +345,9 @@ class FinetuneExp(YoloxExp):
             )
         repeated = sorted({n for n in self.class_names if list(self.class_names).count(n) > 1})
         if repeated:
-            where = " (COCO's 80 classes come first in keep_coco mode)" if self.class_mode == "keep_coco" else ""
+            where = (
+                " (COCO's 80 classes come first in keep_coco mode)" if self.class_mode == "keep_coco" else ""
+            )
             raise ValueError(f"class names appear twice: {', '.join(repeated)}{where}")
         if self.class_mode == "keep_coco" and tuple(self.class_names[:80]) != COCO_CLASS_NAMES:
             raise ValueError("class_mode keep_coco needs COCO's 80 class names first in class_names")
@@ -286,14 +370,17 @@ class FinetuneExp(YoloxExp):
 
         Kept on `self.model` only because YOLOX's own `get_optimizer` reads it there.
         """
-        from yolox.models import YOLOX, YOLOPAFPN, YOLOXHead
+        from yolox.models import YOLOPAFPN, YOLOX, YOLOXHead
 
         in_channels = [256, 512, 1024]
         backbone = YOLOPAFPN(
             self.depth, self.width, in_channels=in_channels, act=self.act, depthwise=self.depthwise
         )
         head = YOLOXHead(
-            self.num_classes, self.width, in_channels=in_channels, act=self.act,
+            self.num_classes,
+            self.width,
+            in_channels=in_channels,
+            act=self.act,
             depthwise=self.depthwise,
         )
         model = YOLOX(backbone, head)

@@ -58,8 +58,10 @@ def decode_grid(raw, input_size, strides=(8, 16, 32)):
         scales.append(torch.full((1, h * w, 1), float(stride)))
     grid, scale = torch.cat(grids, 1), torch.cat(scales, 1)
     if raw.shape[1] != grid.shape[1]:
-        raise UserError(f"raw output has {raw.shape[1]} anchors, input size {tuple(input_size)} "
-                        f"with strides {strides} gives {grid.shape[1]}")
+        raise UserError(
+            f"raw output has {raw.shape[1]} anchors, input size {tuple(input_size)} "
+            f"with strides {strides} gives {grid.shape[1]}"
+        )
     raw[..., :2] = (raw[..., :2] + grid) * scale
     raw[..., 2:4] = torch.exp(raw[..., 2:4]) * scale
     return raw
@@ -145,22 +147,28 @@ class OnnxBackend(Backend):
         meta = onnx_metadata(path)
         self.nms_in_graph = meta.get("nms") or None
         if self.nms_in_graph == "trt":
-            raise UserError(f"{path}: has TensorRT's EfficientNMS in the graph, which only TensorRT "
-                            "runs; use --backend trt, or export with --nms onnx for onnxruntime")
+            raise UserError(
+                f"{path}: has TensorRT's EfficientNMS in the graph, which only TensorRT "
+                "runs; use --backend trt, or export with --nms onnx for onnxruntime"
+            )
         self.decoded = meta.get("decode", "true") == "true"
         self.input_size = tuple(json.loads(meta["input_size"])) if "input_size" in meta else None
         self.strides = tuple(json.loads(meta.get("strides", "[8, 16, 32]")))
         if self.nms_in_graph:
             self.conf, self.iou = float(meta["nms_conf"]), float(meta["nms_iou"])
         providers = ["CPUExecutionProvider"]
-        if device is not None and device.type == "cuda" and "CUDAExecutionProvider" in ort.get_available_providers():
+        if (
+            device is not None
+            and device.type == "cuda"
+            and "CUDAExecutionProvider" in ort.get_available_providers()
+        ):
             providers.insert(0, "CUDAExecutionProvider")
         options = ort.SessionOptions()
         if threads:
             options.intra_op_num_threads = threads
         try:
             self.session = ort.InferenceSession(str(path), options, providers=providers)
-        except Exception as err:  # onnxruntime raises its own exception types
+        except Exception as err:  # noqa: BLE001 - onnxruntime raises its own exception types
             raise UserError(f"{path}: onnxruntime cannot load it ({str(err).splitlines()[0]})") from None
         self.input_name = self.session.get_inputs()[0].name
         self.path = Path(path)
@@ -171,8 +179,10 @@ class OnnxBackend(Backend):
 
     def __call__(self, images):
         if self.nms_in_graph:
-            raise UserError(f"{self.path}: NMS runs inside this model, so it has no raw outputs; "
-                            "export without --nms for evaluation")
+            raise UserError(
+                f"{self.path}: NMS runs inside this model, so it has no raw outputs; "
+                "export without --nms for evaluation"
+            )
         out = torch.from_numpy(self.run(images)[0])
         return out if self.decoded else decode_grid(out, self.input_size, self.strides)
 
@@ -180,8 +190,7 @@ class OnnxBackend(Backend):
         if not self.nms_in_graph:
             return super().detect(images, ratios, conf, nms)
         det = self.run(images)[0]  # (K, 7): image index, x1, y1, x2, y2, score, class
-        return detections_from_nms(det[:, 0].astype(int), det[:, 1:5], det[:, 5], det[:, 6],
-                                   ratios, conf)
+        return detections_from_nms(det[:, 0].astype(int), det[:, 1:5], det[:, 5], det[:, 6], ratios, conf)
 
 
 # TensorRT comes from NVIDIA's package index and needs an NVIDIA GPU: imported lazily.
@@ -225,14 +234,17 @@ class TrtBackend(Backend):
         trt.init_libnvinfer_plugins(logger, "")  # EfficientNMS_TRT lives in the plugin library
         self.engine = trt.Runtime(logger).deserialize_cuda_engine(Path(path).read_bytes())
         if self.engine is None:
-            raise UserError(f"{path}: TensorRT cannot load this engine (built by another TensorRT "
-                            "version or GPU? rebuild it with `invoke export-trt`)")
+            raise UserError(
+                f"{path}: TensorRT cannot load this engine (built by another TensorRT "
+                "version or GPU? rebuild it with `invoke export-trt`)"
+            )
         self.context = self.engine.create_execution_context()
         names = [self.engine.get_tensor_name(i) for i in range(self.engine.num_io_tensors)]
         self.inputs = [n for n in names if self.engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT]
         self.outputs = [n for n in names if n not in self.inputs]
-        self.dtypes = {n: torch.from_numpy(np.zeros(0, trt.nptype(self.engine.get_tensor_dtype(n)))).dtype
-                       for n in names}
+        self.dtypes = {
+            n: torch.from_numpy(np.zeros(0, trt.nptype(self.engine.get_tensor_dtype(n)))).dtype for n in names
+        }
         self.stream = torch.cuda.Stream(self.device)
 
     def run(self, images):
@@ -252,8 +264,10 @@ class TrtBackend(Backend):
 
     def __call__(self, images):
         if self.nms_in_graph:
-            raise UserError("NMS runs inside this engine, so it has no raw outputs; build it from an "
-                            "ONNX model exported without --nms for evaluation")
+            raise UserError(
+                "NMS runs inside this engine, so it has no raw outputs; build it from an "
+                "ONNX model exported without --nms for evaluation"
+            )
         out = self.run(images)["output"].float()
         return out if self.sidecar.get("decode", True) else decode_grid(out, self.sidecar["input_size"])
 
@@ -263,9 +277,13 @@ class TrtBackend(Backend):
         out = self.run(images)
         counts = out["num_dets"].view(-1).tolist()
         index = np.concatenate([np.full(n, i) for i, n in enumerate(counts)]).astype(int)
-        pick = lambda name: np.concatenate([out[name][i, :n].float().numpy() for i, n in enumerate(counts)])
-        return detections_from_nms(index, pick("det_boxes").reshape(-1, 4), pick("det_scores"),
-                                   pick("det_classes"), ratios, conf)
+
+        def pick(name):
+            return np.concatenate([out[name][i, :n].float().numpy() for i, n in enumerate(counts)])
+
+        return detections_from_nms(
+            index, pick("det_boxes").reshape(-1, 4), pick("det_scores"), pick("det_classes"), ratios, conf
+        )
 
 
 def default_checkpoint(exp):
@@ -280,11 +298,18 @@ def default_checkpoint(exp):
     # earlier run that has one, rather than only suggest waiting
     from yft.runs import numbered
 
-    earlier = [run / name for run in reversed(numbered(folder.parent, "train")) if run != folder
-               for name in ("best.pth", "last.pth") if (run / name).is_file()]
+    earlier = [
+        run / name
+        for run in reversed(numbered(folder.parent, "train"))
+        if run != folder
+        for name in ("best.pth", "last.pth")
+        if (run / name).is_file()
+    ]
     hint = f"pass --ckpt, e.g. --ckpt {relative(earlier[0])}" if earlier else "pass --ckpt"
-    raise UserError(f"no checkpoint in {relative(folder)} (still training, or stopped before the end of "
-                    f"its first epoch): wait for it, or {hint}")
+    raise UserError(
+        f"no checkpoint in {relative(folder)} (still training, or stopped before the end of "
+        f"its first epoch): wait for it, or {hint}"
+    )
 
 
 def load_model(exp, ckpt):
@@ -310,11 +335,15 @@ def make_backend(exp, ckpt, backend, device):
     path = Path(ckpt) if ckpt else default_checkpoint(exp).with_suffix(suffix)
     if backend == "onnx":
         if not path.is_file() or path.suffix != ".onnx":
-            raise UserError(f"{path}: no ONNX model there (run `invoke export-onnx`, or pass --ckpt file.onnx)")
+            raise UserError(
+                f"{path}: no ONNX model there (run `invoke export-onnx`, or pass --ckpt file.onnx)"
+            )
         return OnnxBackend(path, device), path
     if backend == "trt":
         if not path.is_file() or path.suffix != ".engine":
-            raise UserError(f"{path}: no TensorRT engine there (run `invoke export-trt`, or pass --ckpt file.engine)")
+            raise UserError(
+                f"{path}: no TensorRT engine there (run `invoke export-trt`, or pass --ckpt file.engine)"
+            )
         return TrtBackend(path, device), path
     if not path.is_file():
         raise UserError(f"{path}: checkpoint not found")

@@ -187,7 +187,7 @@ def clean_stale_temps(folder, recursive=False):
     if not folder.is_dir():
         return []
     removed = []
-    for path in (folder.rglob(f".*{TEMP_MARK}*") if recursive else folder.glob(f".*{TEMP_MARK}*")):
+    for path in folder.rglob(f".*{TEMP_MARK}*") if recursive else folder.glob(f".*{TEMP_MARK}*"):
         match = _TEMP_NAME.match(path.name)
         if match and path.is_file() and not _alive(int(match.group(1))):
             path.unlink(missing_ok=True)
@@ -235,14 +235,14 @@ def _exif_orientation(tiff):
     (offset,) = struct.unpack(endian + "I", tiff[4:8])
     if offset + 2 > len(tiff):
         return 1
-    (count,) = struct.unpack(endian + "H", tiff[offset:offset + 2])
+    (count,) = struct.unpack(endian + "H", tiff[offset : offset + 2])
     for i in range(count):
         entry = offset + 2 + 12 * i
         if entry + 12 > len(tiff):
             break
-        tag, kind = struct.unpack(endian + "HH", tiff[entry:entry + 4])
+        tag, kind = struct.unpack(endian + "HH", tiff[entry : entry + 4])
         if tag == 0x0112:
-            value = struct.unpack(endian + "H", tiff[entry + 8:entry + 10])[0]
+            value = struct.unpack(endian + "H", tiff[entry + 8 : entry + 10])[0]
             return value if 1 <= value <= 8 else 1
     return 1
 
@@ -284,7 +284,7 @@ def _jpeg_size(fd, buf):
         pos += 4
         if marker == 0xE1 and orientation == 1:
             buf = _more(fd, buf, pos + length - 2)
-            data = buf[pos:pos + length - 2]
+            data = buf[pos : pos + length - 2]
             if data[:6] == b"Exif\x00\x00":
                 orientation = _exif_orientation(data[6:])
             pos += length - 2
@@ -343,5 +343,3 @@ def _pil_size(path):
     except (OSError, SyntaxError, ValueError) as err:
         raise ImageProblem(f"unreadable image ({err})") from None
     return (height, width) if orientation in (5, 6, 7, 8) else (width, height)
-
-

@@ -21,8 +21,9 @@ def read_pyproject():
         try:
             import tomli as tomllib
         except ImportError:
-            raise UserError("Python 3.10 reads pyproject.toml with tomli: run `invoke setup` "
-                            "(or pip install tomli)") from None
+            raise UserError(
+                "Python 3.10 reads pyproject.toml with tomli: run `invoke setup` (or pip install tomli)"
+            ) from None
     path = ROOT / "pyproject.toml"
     try:
         return tomllib.loads(path.read_text(encoding="utf-8"))
@@ -49,8 +50,9 @@ def load_exp(path=None, overrides=()):
         # yolox hides the real error behind "doesn't contain class named 'Exp'": show that one,
         # with the Exp file's line where it happened.
         real = err.__cause__ or err.__context__ or err
-        raise UserError(f"{path}{_line_in(real, path)}: cannot load the Exp "
-                        f"({type(real).__name__}: {real})") from err
+        raise UserError(
+            f"{path}{_line_in(real, path)}: cannot load the Exp ({type(real).__name__}: {real})"
+        ) from err
     apply_overrides(exp, overrides)
     try:
         exp.check()
@@ -69,8 +71,10 @@ def check_exp_source(path):
     text = Path(path).read_text(encoding="utf-8", errors="replace")
     for number, line in enumerate(text.splitlines(), 1):
         if CONFLICT.match(line):
-            raise UserError(f"{path}:{number}: a conflict marker ({line[:7]}) is left from `copier update`: "
-                            "keep the side you want and delete the marker lines")
+            raise UserError(
+                f"{path}:{number}: a conflict marker ({line[:7]}) is left from `copier update`: "
+                "keep the side you want and delete the marker lines"
+            )
     try:
         compile(text, str(path), "exec")
     except SyntaxError as err:
@@ -110,8 +114,9 @@ def _convert(key, text, current):
         try:
             value = ast.literal_eval(text)
         except (ValueError, SyntaxError):
-            raise UserError(f"--set {key}={text}: not a value (numbers, tuples such as 640,640, "
-                            "true/false)") from None
+            raise UserError(
+                f"--set {key}={text}: not a value (numbers, tuples such as 640,640, true/false)"
+            ) from None
     if isinstance(current, tuple):
         value = tuple(value) if isinstance(value, (list, tuple)) else (value,) * len(current)
     elif isinstance(current, bool) and not isinstance(value, bool):

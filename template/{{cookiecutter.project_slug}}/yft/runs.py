@@ -38,8 +38,12 @@ def runs_root(exp):
 
 def check_name(name):
     """A run name is one plain folder name (letters, digits, . _ -), not another task's folder."""
-    if (not _NAME.match(name) or name in RESERVED or _RESERVED_NUMBERED.match(name)
-            or name.startswith(("robustness_", "compare_", "eval_"))):
+    if (
+        not _NAME.match(name)
+        or name in RESERVED
+        or _RESERVED_NUMBERED.match(name)
+        or name.startswith(("robustness_", "compare_", "eval_"))
+    ):
         raise UserError(
             f"--name {name!r}: use letters, digits, '.', '_' or '-' (at most 100), "
             f"not one of {', '.join(sorted(RESERVED))}"
@@ -155,15 +159,17 @@ def output_dir(default, output=None, force=False, log=print, keep=()):
         if folder.exists() and not folder.is_dir():
             raise UserError(f"{folder}: cannot write here (--output must be a folder, and this is a file)")
         if used(folder) and not force:
-            raise UserError(f"{relative(folder)}: already holds results of an earlier run; pass --force "
-                            "to write over them, or choose another --output")
+            raise UserError(
+                f"{relative(folder)}: already holds results of an earlier run; pass --force "
+                "to write over them, or choose another --output"
+            )
         return ensure_dir(folder)
     default = Path(default)
     if force or not used(default):
         return ensure_dir(default)
     root, base = default.parent, default.name
     taken = numbered(root, base)
-    number = int(taken[-1].name[len(base):] or 1) + 1 if taken else 2
+    number = int(taken[-1].name[len(base) :] or 1) + 1 if taken else 2
     while True:
         folder = root / f"{base}{number}"
         try:
@@ -171,8 +177,10 @@ def output_dir(default, output=None, force=False, log=print, keep=()):
             break
         except FileExistsError:
             number += 1
-    log(f"{relative(default)} holds an earlier result: writing to {relative(folder)} "
-        "(--force writes over the earlier one instead)")
+    log(
+        f"{relative(default)} holds an earlier result: writing to {relative(folder)} "
+        "(--force writes over the earlier one instead)"
+    )
     return ensure_dir(folder)
 
 
@@ -184,7 +192,9 @@ def output_file(default, output=None, force=False, log=print):
         if target.is_dir():
             raise UserError(f"{target}: --output names a folder; give a file path")
         if target.exists() and not force:
-            raise UserError(f"{relative(target)}: exists; pass --force to replace it, or choose another --output")
+            raise UserError(
+                f"{relative(target)}: exists; pass --force to replace it, or choose another --output"
+            )
         return target
     default = Path(default)
     return output_dir(default.parent, force=force, log=log) / default.name

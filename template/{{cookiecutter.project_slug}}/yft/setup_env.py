@@ -106,8 +106,9 @@ def wanted_requirements(extras):
     optional = project.get("optional-dependencies", {})
     unknown = [extra for extra in extras if extra not in optional]
     if unknown:
-        raise UserError(f"--extras {','.join(unknown)}: pyproject.toml has no such extra "
-                        f"(extras: {', '.join(optional)})")
+        raise UserError(
+            f"--extras {','.join(unknown)}: pyproject.toml has no such extra (extras: {', '.join(optional)})"
+        )
     texts = list(project["dependencies"]) + [r for extra in extras for r in optional[extra]]
     texts += pyproject.get("build-system", {}).get("requires", [])
     return project["name"], optional, applicable(texts)
@@ -155,20 +156,28 @@ def torch_index_args(choice="auto", index=None, system=None, gpu=None, can_reach
         return []
     if choice == "auto":
         choice = "cuda" if (nvidia_gpu() if gpu is None else gpu) else "cpu"
-        print(f"--torch auto: {'an NVIDIA GPU' if choice == 'cuda' else 'no NVIDIA GPU'} found, "
-              f"installing torch's {choice.upper()} build")
+        print(
+            f"--torch auto: {'an NVIDIA GPU' if choice == 'cuda' else 'no NVIDIA GPU'} found, "
+            f"installing torch's {choice.upper()} build"
+        )
         if choice == "cpu" and not can_reach(CPU_INDEX + "/torch/"):
-            print(f"note: {CPU_INDEX} is not reachable from here; installing torch from the default "
-                  "index instead (on Linux that is the CUDA build, which also runs on CPU)")
+            print(
+                f"note: {CPU_INDEX} is not reachable from here; installing torch from the default "
+                "index instead (on Linux that is the CUDA build, which also runs on CPU)"
+            )
             return []
     if choice == "cpu":
         if not can_reach(CPU_INDEX + "/torch/"):
-            raise UserError(f"--torch cpu: {CPU_INDEX} is not reachable from here; pass "
-                            "--torch-index URL (a mirror of it) or --torch cuda (PyPI's build)")
+            raise UserError(
+                f"--torch cpu: {CPU_INDEX} is not reachable from here; pass "
+                "--torch-index URL (a mirror of it) or --torch cuda (PyPI's build)"
+            )
         return ["--index-url", CPU_INDEX]
     if system == "Windows":
-        raise UserError("--torch cuda: PyPI's torch for Windows is CPU-only; pass --torch-index "
-                        "with the CUDA index for your driver, e.g. https://download.pytorch.org/whl/cu128")
+        raise UserError(
+            "--torch cuda: PyPI's torch for Windows is CPU-only; pass --torch-index "
+            "with the CUDA index for your driver, e.g. https://download.pytorch.org/whl/cu128"
+        )
     return []
 
 
@@ -205,8 +214,10 @@ def setup(extras=("dev",), torch="auto", torch_index=None, constraints=None, dry
     if unsatisfied(torch_reqs):  # together, so pip picks a matching pair
         run(torch_index_args(torch, torch_index) + pin + [str(r) for r in torch_reqs])
     elif torch != "auto" or torch_index:
-        print(f"torch {installed_version('torch')} is already installed; --torch/--torch-index "
-              "only choose the build when torch is installed or upgraded")
+        print(
+            f"torch {installed_version('torch')} is already installed; --torch/--torch-index "
+            "only choose the build when torch is installed or upgraded"
+        )
 
     # The old `thop` distribution and ultralytics-thop both own the `thop` module: remove the
     # old one first (it imports distutils), then (re)install the maintained one over it.
@@ -239,8 +250,10 @@ def setup(extras=("dev",), torch="auto", torch_index=None, constraints=None, dry
     if tracker:
         run(pin + [str(r) for r in tracker])
         check(tracker)
-    print(f"setup done in {time.perf_counter() - started:.0f} s"
-          + ("" if steps else ": everything was already installed"))
+    print(
+        f"setup done in {time.perf_counter() - started:.0f} s"
+        + ("" if steps else ": everything was already installed")
+    )
     return steps
 
 

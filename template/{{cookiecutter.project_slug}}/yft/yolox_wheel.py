@@ -35,8 +35,17 @@ SDIST_SHA256 = "1b8ee68846434408c40074f0806259fe3b9387181e562dbc435ea666533d8d08
 # What yolox's Python code imports (numpy, torch, torchvision, opencv, loguru, tqdm, tabulate,
 # pycocotools, thop, tensorboard). opencv is left out on purpose: cv2 comes from
 # opencv-python or opencv-python-headless, and metadata cannot say "either".
-REQUIRES = ["numpy", "torch>=1.7", "torchvision", "loguru", "tqdm", "tabulate", "tensorboard",
-            "pycocotools>=2.0.2", "ultralytics-thop>=2.0"]
+REQUIRES = [
+    "numpy",
+    "torch>=1.7",
+    "torchvision",
+    "loguru",
+    "tqdm",
+    "tabulate",
+    "tensorboard",
+    "pycocotools>=2.0.2",
+    "ultralytics-thop>=2.0",
+]
 
 # setup.py edits, each (original text, replacement); the original must be there exactly once.
 SETUP_PY_EDITS = [
@@ -57,8 +66,9 @@ def patch_setup_py(text):
     """yolox's setup.py without the C++ extension and with honest requirements."""
     for old, new in SETUP_PY_EDITS:
         if text.count(old) != 1:
-            raise UserError(f"yolox {VERSION} sdist: setup.py does not contain {old!r} once; "
-                            "not the expected release")
+            raise UserError(
+                f"yolox {VERSION} sdist: setup.py does not contain {old!r} once; not the expected release"
+            )
         text = text.replace(old, new)
     return text
 
@@ -83,8 +93,12 @@ def _extract(sdist, dest):
             tar.extractall(dest, filter="data")
         else:
             for member in tar.getmembers():
-                if member.issym() or member.islnk() or Path(member.name).is_absolute() \
-                        or ".." in Path(member.name).parts:
+                if (
+                    member.issym()
+                    or member.islnk()
+                    or Path(member.name).is_absolute()
+                    or ".." in Path(member.name).parts
+                ):
                     raise UserError(f"{sdist}: unsafe member {member.name!r}")
             tar.extractall(dest)
     return Path(dest) / f"yolox-{VERSION}"
@@ -101,25 +115,36 @@ def ensure_wheel(pip_args=()):
         return target
     with tempfile.TemporaryDirectory(prefix="yft-yolox-") as tmp:
         tmp = Path(tmp)
-        _pip(["download", "--no-deps", "--no-build-isolation", "--no-binary", "yolox",
-              *pip_args, "-d", str(tmp), f"yolox=={VERSION}"])
+        _pip(
+            [
+                "download",
+                "--no-deps",
+                "--no-build-isolation",
+                "--no-binary",
+                "yolox",
+                *pip_args,
+                "-d",
+                str(tmp),
+                f"yolox=={VERSION}",
+            ]
+        )
         sdist = tmp / SDIST_NAME
         if not sdist.is_file():
             raise UserError(f"pip download did not produce {SDIST_NAME}")
         if _sha256(sdist) != SDIST_SHA256:
-            raise UserError(f"{SDIST_NAME}: sha256 {_sha256(sdist)} is not the published "
-                            f"{SDIST_SHA256}")
+            raise UserError(f"{SDIST_NAME}: sha256 {_sha256(sdist)} is not the published {SDIST_SHA256}")
         src = _extract(sdist, tmp / "src")
         setup_py = src / "setup.py"
         setup_py.write_text(patch_setup_py(setup_py.read_text(encoding="utf-8")), encoding="utf-8")
         # yolox.egg-info from the sdist would carry the old requirements into the wheel.
         shutil.rmtree(src / "yolox.egg-info", ignore_errors=True)
-        _pip(["wheel", "--no-deps", "--no-build-isolation", *pip_args, "-w", str(tmp / "out"),
-              str(src)])
+        _pip(["wheel", "--no-deps", "--no-build-isolation", *pip_args, "-w", str(tmp / "out"), str(src)])
         built = tmp / "out" / WHEEL_NAME
         if not built.is_file():
-            raise UserError(f"building yolox {VERSION} did not produce {WHEEL_NAME} "
-                            f"(got {sorted(p.name for p in (tmp / 'out').iterdir())})")
+            raise UserError(
+                f"building yolox {VERSION} did not produce {WHEEL_NAME} "
+                f"(got {sorted(p.name for p in (tmp / 'out').iterdir())})"
+            )
         target.parent.mkdir(parents=True, exist_ok=True)
         partial = target.with_name(f".{WHEEL_NAME}.{os.getpid()}.partial")
         shutil.copyfile(built, partial)

@@ -28,8 +28,9 @@ def iou(a, b):
 
 def match(boxes_a, boxes_b, threshold):
     """Greedy one-to-one matching by IoU: [(index a, index b, iou)], highest IoU first."""
-    pairs = sorted(((iou(a, b), i, j) for i, a in enumerate(boxes_a) for j, b in enumerate(boxes_b)),
-                   reverse=True)
+    pairs = sorted(
+        ((iou(a, b), i, j) for i, a in enumerate(boxes_a) for j, b in enumerate(boxes_b)), reverse=True
+    )
     used_a, used_b, out = set(), set(), []
     for value, i, j in pairs:
         if value < threshold:
@@ -101,13 +102,20 @@ def agreement(path_a, path_b, threshold=0.5, worst=10):
     def prf(t, na, nb):
         p = t / nb if nb else (1.0 if not na else 0.0)
         r = t / na if na else (1.0 if not nb else 0.0)
-        return {"precision": round(p, 4), "recall": round(r, 4),
-                "f1": round(2 * p * r / (p + r), 4) if p + r else 0.0, "boxes_a": na, "boxes_b": nb}
+        return {
+            "precision": round(p, 4),
+            "recall": round(r, 4),
+            "f1": round(2 * p * r / (p + r), 4) if p + r else 0.0,
+            "boxes_a": na,
+            "boxes_b": nb,
+        }
 
     kappa = cohen_kappa(label_pairs)
     return {
-        "images": len(common), "only_in_a": len(set(names_a) - set(names_b)),
-        "only_in_b": len(set(names_b) - set(names_a)), "iou_threshold": threshold,
+        "images": len(common),
+        "only_in_a": len(set(names_a) - set(names_b)),
+        "only_in_b": len(set(names_b) - set(names_a)),
+        "iou_threshold": threshold,
         "overall": prf(sum(tp.values()), sum(n_a.values()), sum(n_b.values())),
         "per_class": {c: prf(tp[c], n_a[c], n_b[c]) for c in sorted(n_a.keys() | n_b.keys())},
         "mean_iou": round(sum(ious) / len(ious), 4) if ious else None,
@@ -119,17 +127,25 @@ def agreement(path_a, path_b, threshold=0.5, worst=10):
 
 def format_agreement(r):
     o = r["overall"]
-    lines = [f"{r['images']} images labelled by both (only A: {r['only_in_a']}, only B: {r['only_in_b']})",
-             f"B against A at IoU {r['iou_threshold']}: precision {o['precision']:.3f}, recall "
-             f"{o['recall']:.3f}, F1 {o['f1']:.3f}; mean IoU of matches {r['mean_iou']}; "
-             f"Cohen's kappa of class labels {r['cohen_kappa']}"]
+    lines = [
+        f"{r['images']} images labelled by both (only A: {r['only_in_a']}, only B: {r['only_in_b']})",
+        f"B against A at IoU {r['iou_threshold']}: precision {o['precision']:.3f}, recall "
+        f"{o['recall']:.3f}, F1 {o['f1']:.3f}; mean IoU of matches {r['mean_iou']}; "
+        f"Cohen's kappa of class labels {r['cohen_kappa']}",
+    ]
     for cls, v in r["per_class"].items():
-        lines.append(f"  {cls}: P {v['precision']:.3f} R {v['recall']:.3f} F1 {v['f1']:.3f} "
-                     f"(A {v['boxes_a']}, B {v['boxes_b']})")
+        lines.append(
+            f"  {cls}: P {v['precision']:.3f} R {v['recall']:.3f} F1 {v['f1']:.3f} "
+            f"(A {v['boxes_a']}, B {v['boxes_b']})"
+        )
     off = [c for c in r["confusion"] if c["a"] != c["b"]]
     if off:
-        lines.append("disagreements (A -> B): " + ", ".join(f"{c['a']} -> {c['b']} x{c['count']}" for c in off))
-    lines.append("lowest agreement: " + ", ".join(f"{w['file_name']} (F1 {w['f1']})" for w in r["worst_images"][:5]))
+        lines.append(
+            "disagreements (A -> B): " + ", ".join(f"{c['a']} -> {c['b']} x{c['count']}" for c in off)
+        )
+    lines.append(
+        "lowest agreement: " + ", ".join(f"{w['file_name']} (F1 {w['f1']})" for w in r["worst_images"][:5])
+    )
     return "\n".join(lines)
 
 

@@ -46,8 +46,10 @@ def stratify(group_labels, group_sizes, ratios, seed):
     remaining = {label: [g for g in order if group_labels[g].get(label)] for label in totals}
 
     def place(g, label):
-        best = max(range(len(ratios)), key=lambda f: (
-            want[f].get(label, 0) if label is not None else 0, want_images[f], rng.random()))
+        best = max(
+            range(len(ratios)),
+            key=lambda f: (want[f].get(label, 0) if label is not None else 0, want_images[f], rng.random()),
+        )
         fold[g] = best
         for lab, count in group_labels[g].items():
             want[best][lab] -= count
@@ -94,5 +96,8 @@ def subset(coco, indices):
     """A COCO dict with only these images (ids kept: they stay unique across the splits)."""
     images = [coco["images"][n] for n in indices]
     ids = {i["id"] for i in images}
-    return {"images": images, "annotations": [a for a in coco["annotations"] if a["image_id"] in ids],
-            "categories": coco["categories"]}
+    return {
+        "images": images,
+        "annotations": [a for a in coco["annotations"] if a["image_id"] in ids],
+        "categories": coco["categories"],
+    }

@@ -35,8 +35,10 @@ class ClassMap:
             if not sep or not new:
                 raise UserError(f"--map {item!r}: expected old=new (old may be empty for a blank label)")
             if new not in self.ids:
-                raise UserError(f"--map {item}: {new!r} is not one of the Exp's classes "
-                                f"({', '.join(self.class_names[-20:])})")
+                raise UserError(
+                    f"--map {item}: {new!r} is not one of the Exp's classes "
+                    f"({', '.join(self.class_names[-20:])})"
+                )
             self.mapping[old] = new
 
     def resolve(self, name, where):
@@ -45,10 +47,14 @@ class ClassMap:
         cid = self.ids.get(name)
         if cid is None and not self.drop_unknown:
             if not name:
-                raise UserError(f"{where}: a box with a blank label; give it a class with "
-                                "--map '=<class>' or skip such boxes with --drop-unknown")
-            raise UserError(f"{where}: unknown class {name!r} (not in the Exp's classes; rename it "
-                            f"with --map '{name}=<class>' or skip it with --drop-unknown)")
+                raise UserError(
+                    f"{where}: a box with a blank label; give it a class with "
+                    "--map '=<class>' or skip such boxes with --drop-unknown"
+                )
+            raise UserError(
+                f"{where}: unknown class {name!r} (not in the Exp's classes; rename it "
+                f"with --map '{name}=<class>' or skip it with --drop-unknown)"
+            )
         return cid
 
     def target(self, name):
@@ -58,9 +64,10 @@ class ClassMap:
 
     def categories(self):
         coco_first = len(self.class_names) > 80 and 91 in self.ids.values()
-        return [{"id": cid, "name": name,
-                 "supercategory": "coco" if coco_first and i < 80 else "object"}
-                for i, (name, cid) in enumerate(self.ids.items())]
+        return [
+            {"id": cid, "name": name, "supercategory": "coco" if coco_first and i < 80 else "object"}
+            for i, (name, cid) in enumerate(self.ids.items())
+        ]
 
 
 class Report:
@@ -89,8 +96,12 @@ class Report:
                 examples.append(str(where))
 
     def as_dict(self):
-        return {"not_converted": dict(self.not_converted), "changed": dict(self.changed),
-                "examples": self.examples, "notes": self.notes}
+        return {
+            "not_converted": dict(self.not_converted),
+            "changed": dict(self.changed),
+            "examples": self.examples,
+            "notes": self.notes,
+        }
 
 
 def check_box(x, y, w, h, width, height):
@@ -135,8 +146,9 @@ class Builder:
         height None when the image file gives them. A box's `where` may be a number in the
         image's label file (see _where); attributes are None, a dict or (name, value) pairs."""
         if file_name in self.entries:
-            raise UserError(f"{where}: image {file_name!r} appears twice "
-                            f"(also in {self.entries[file_name][3]})")
+            raise UserError(
+                f"{where}: image {file_name!r} appears twice (also in {self.entries[file_name][3]})"
+            )
         if width is not None or height is not None:  # None: read from the image file later
             try:
                 width, height = int(width), int(height)
@@ -194,8 +206,14 @@ class Builder:
                     if clipped:
                         report.change("box clipped to the image edge", _where(source, where))
                     x, y, w, h = box
-                ann = {"id": len(annotations) + 1, "image_id": image_id, "category_id": cid,
-                       "bbox": [x, y, w, h], "area": round(w * h, 3), "iscrowd": 0}
+                ann = {
+                    "id": len(annotations) + 1,
+                    "image_id": image_id,
+                    "category_id": cid,
+                    "bbox": [x, y, w, h],
+                    "area": round(w * h, 3),
+                    "iscrowd": 0,
+                }
                 if attributes:
                     attributes = dict(attributes)  # a dict or (name, value) pairs; a copy either way
                     if "iscrowd" in attributes:
@@ -203,5 +221,9 @@ class Builder:
                     if attributes:
                         ann["attributes"] = attributes
                 annotations.append(ann)
-        return {"info": {"description": description}, "images": images, "annotations": annotations,
-                "categories": self.classes.categories()}
+        return {
+            "info": {"description": description},
+            "images": images,
+            "annotations": annotations,
+            "categories": self.classes.categories(),
+        }

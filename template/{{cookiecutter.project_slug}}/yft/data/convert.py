@@ -22,14 +22,37 @@ from yft.data.writer import check_target, report_path, write_coco, write_report,
 from yft.io import IMAGE_SUFFIXES
 from yft.project import UserError
 
-CHOICES = {"difficult": ("keep", "drop"), "rotated": ("error", "enclose"), "to": ("coco", "yolo"),
-           "voc_convention": ("edge", "devkit")}
+CHOICES = {
+    "difficult": ("keep", "drop"),
+    "rotated": ("error", "enclose"),
+    "to": ("coco", "yolo"),
+    "voc_convention": ("edge", "devkit"),
+}
 
 
-def convert(fmt, sources, images, out, class_names, category_ids, mapping=(), drop_unknown=False,
-            require_labels=False, difficult="keep", to="coco", *, strict=False, force=False,
-            skip_missing_images=False, names=None, rotated="error", annotation="first",
-            predictions=False, subset=None, voc_convention="edge"):
+def convert(
+    fmt,
+    sources,
+    images,
+    out,
+    class_names,
+    category_ids,
+    mapping=(),
+    drop_unknown=False,
+    require_labels=False,
+    difficult="keep",
+    to="coco",
+    *,
+    strict=False,
+    force=False,
+    skip_missing_images=False,
+    names=None,
+    rotated="error",
+    annotation="first",
+    predictions=False,
+    subset=None,
+    voc_convention="edge",
+):
     """Convert and write; returns a summary dict. Nothing is written when anything fails."""
     if fmt not in FORMATS:
         raise UserError(f"--from {fmt}: expected one of {', '.join(FORMATS)}")
@@ -69,22 +92,33 @@ def convert(fmt, sources, images, out, class_names, category_ids, mapping=(), dr
     protected = [Path(p) for p in [*sources, *(images or ()), *([names] if names else [])]]
     _not_an_input(out, protected)
     classes = ClassMap(class_names, category_ids, mapping, drop_unknown)
-    context = dict(skip_missing_images=skip_missing_images, names=names, rotated=rotated,
-                   annotation=annotation, predictions=predictions, difficult=difficult,
-                   voc_convention=voc_convention, require_labels=require_labels)
+    context = dict(
+        skip_missing_images=skip_missing_images,
+        names=names,
+        rotated=rotated,
+        annotation=annotation,
+        predictions=predictions,
+        difficult=difficult,
+        voc_convention=voc_convention,
+        require_labels=require_labels,
+    )
     if fmt == "cvat" and subset == "all":
         from yft.data.formats import cvat
 
         root = cvat.load(sources[0])
         parts = cvat.subsets(root) or [None]
-        outs = [out if part is None else out.with_name(f"{out.stem}_{part}{out.suffix or '.json'}")
-                for part in parts]
+        outs = [
+            out if part is None else out.with_name(f"{out.stem}_{part}{out.suffix or '.json'}")
+            for part in parts
+        ]
         for target in outs:
             _not_an_input(target, protected)
             check_target(target, force)
         with _no_cycle_collection():
-            done = [_convert(fmt, sources, images, target, classes, part, strict, context, cvat_root=root)
-                    for part, target in zip(parts, outs)]
+            done = [
+                _convert(fmt, sources, images, target, classes, part, strict, context, cvat_root=root)
+                for part, target in zip(parts, outs)
+            ]
             for _, write in done:  # every subset converted before any file is written
                 write()
         return {"parts": [summary for summary, _ in done]}
@@ -122,8 +156,10 @@ def _not_an_input(out, inputs):
             item = Path(os.path.abspath(item))
             inside = item.is_dir() and target.exists() and item in target.parents and not earlier_output
             if target == item or inside:
-                raise UserError(f"{out}: the output would overwrite {target} of the input {item}; "
-                                "choose an --out outside it")
+                raise UserError(
+                    f"{out}: the output would overwrite {target} of the input {item}; "
+                    "choose an --out outside it"
+                )
 
 
 def _export_file(fmt, folder):
@@ -132,8 +168,10 @@ def _export_file(fmt, folder):
         return folder / "annotations.xml"
     found = sorted(folder.glob("*.xml" if fmt == "cvat" else "*.json"))
     if len(found) != 1:
-        raise UserError(f"{folder}: expected one {'XML' if fmt == 'cvat' else 'JSON'} export file here, "
-                        f"found {len(found)}; give the file as --src")
+        raise UserError(
+            f"{folder}: expected one {'XML' if fmt == 'cvat' else 'JSON'} export file here, "
+            f"found {len(found)}; give the file as --src"
+        )
     return found[0]
 
 
@@ -142,8 +180,10 @@ def _convert(fmt, sources, images, out, classes, subset, strict, context, to="co
     report = Report()
     ctx = Context(images[0] if fmt != "coco" else None, report, **context)
     if ctx.index is not None and not ctx.index.files and fmt != "labelme":  # LabelMe may embed them
-        raise UserError(f"{ctx.index.root}: no images in this folder ({', '.join(IMAGE_SUFFIXES)}); "
-                        "give the image folder with --images")
+        raise UserError(
+            f"{ctx.index.root}: no images in this folder ({', '.join(IMAGE_SUFFIXES)}); "
+            "give the image folder with --images"
+        )
     builder = Builder(classes, report)
     extra = {}
     read = reader(fmt)
@@ -166,31 +206,51 @@ def _convert(fmt, sources, images, out, classes, subset, strict, context, to="co
         # a wrong --src or --from would otherwise turn every image into a negative, exit 0
         if fmt in ("yolo", "voc", "labelme"):
             kind = {"yolo": ".txt label", "voc": "VOC .xml", "labelme": "LabelMe .json"}[fmt]
-            raise UserError(f"{sources[0]}: no {kind} files found (is --from {fmt} the export's format, "
-                            "and --src its label folder?)")
+            raise UserError(
+                f"{sources[0]}: no {kind} files found (is --from {fmt} the export's format, "
+                "and --src its label folder?)"
+            )
         raise UserError(f"{sources[0]}: nothing to convert (no images or tasks in it)")
     builder.excluded |= ctx.excluded
     if ctx.index is not None:
-        builder.add_negatives(ctx.index, context["require_labels"],
-                              "image without a label file" if fmt in ("yolo", "voc", "labelme")
-                              else f"image without labels in {sources[0]}")
+        builder.add_negatives(
+            ctx.index,
+            context["require_labels"],
+            "image without a label file"
+            if fmt in ("yolo", "voc", "labelme")
+            else f"image without labels in {sources[0]}",
+        )
     root = ctx.index.root if ctx.index is not None else None
-    coco = builder.coco(f"converted from {fmt} by yft",
-                        sizes=lambda names: run_chunks(size_of, [str(root / n) for n in names]))
+    coco = builder.coco(
+        f"converted from {fmt} by yft",
+        sizes=lambda names: run_chunks(size_of, [str(root / n) for n in names]),
+    )
     if to == "yolo":
         for ann in coco["annotations"]:
             if ann["iscrowd"]:
                 report.skip("crowd box (YOLO has no crowd flag)", f"annotation {ann['id']}")
     if strict and report.not_converted:
-        raise UserError(f"--strict: {sum(report.not_converted.values())} annotations not converted ("
-                        + "; ".join(f"{k}: {v}" for k, v in report.not_converted.most_common()) + ")")
+        raise UserError(
+            f"--strict: {sum(report.not_converted.values())} annotations not converted ("
+            + "; ".join(f"{k}: {v}" for k, v in report.not_converted.most_common())
+            + ")"
+        )
     if not coco["images"]:
-        raise UserError(f"{sources[0]}: nothing to convert (no images in it"
-                        + (" nor in --images)" if ctx.index is not None else ")"))
+        raise UserError(
+            f"{sources[0]}: nothing to convert (no images in it"
+            + (" nor in --images)" if ctx.index is not None else ")")
+        )
     annotated = len({a["image_id"] for a in coco["annotations"]})
-    summary = {"out": str(out), "format": fmt, "images": len(coco["images"]), "boxes": len(coco["annotations"]),
-               "negatives": len(coco["images"]) - annotated, **report.as_dict(), **extra,
-               "report": str(report_path(out))}
+    summary = {
+        "out": str(out),
+        "format": fmt,
+        "images": len(coco["images"]),
+        "boxes": len(coco["annotations"]),
+        "negatives": len(coco["images"]) - annotated,
+        **report.as_dict(),
+        **extra,
+        "report": str(report_path(out)),
+    }
 
     def write():
         if to == "yolo":
@@ -205,19 +265,29 @@ def _convert(fmt, sources, images, out, classes, subset, strict, context, to="co
 def format_summary(summary):
     if "parts" in summary:
         return "\n".join(format_summary(part) for part in summary["parts"])
-    lines = [f"wrote {summary['out']}: {summary['images']} images, {summary['boxes']} boxes, "
-             f"{summary['negatives']} negatives (images without boxes, kept)"]
+    lines = [
+        f"wrote {summary['out']}: {summary['images']} images, {summary['boxes']} boxes, "
+        f"{summary['negatives']} negatives (images without boxes, kept)"
+    ]
     table = summary.get("class_table")
     if table:
         lines.append(f"YOLO class indices (names from {table['source']}):")
-        lines += [f"  {i:>3}  {shown(name):<20} -> {target or 'not an Exp class'}"
-                  for i, (name, target) in enumerate(zip(table["names"], table["map"]))]
+        lines += [
+            f"  {i:>3}  {shown(name):<20} -> {target or 'not an Exp class'}"
+            for i, (name, target) in enumerate(zip(table["names"], table["map"]))
+        ]
     if summary.get("images_root"):
-        lines.append(f"image file names are relative to {summary['images_root']} (give it as --images to split)")
+        lines.append(
+            f"image file names are relative to {summary['images_root']} (give it as --images to split)"
+        )
     if summary["not_converted"]:
-        lines.append(f"not converted: {sum(summary['not_converted'].values())} (--strict makes this an error)")
-        lines += [f"  {count:>6}  {reason}  e.g. {summary['examples'][reason][0]}"
-                  for reason, count in sorted(summary["not_converted"].items(), key=lambda kv: -kv[1])]
+        lines.append(
+            f"not converted: {sum(summary['not_converted'].values())} (--strict makes this an error)"
+        )
+        lines += [
+            f"  {count:>6}  {reason}  e.g. {summary['examples'][reason][0]}"
+            for reason, count in sorted(summary["not_converted"].items(), key=lambda kv: -kv[1])
+        ]
     for reason, count in sorted(summary["changed"].items(), key=lambda kv: -kv[1]):
         lines.append(f"changed: {count} x {reason}, e.g. {summary['examples'][reason][0]}")
     lines += [f"note: {note}" for note in summary["notes"][:10]]
@@ -243,8 +313,16 @@ def main(argv=None):
     args = parser.parse_args(argv)
     names = [n.strip() for n in args.classes.split(",")]
     try:
-        summary = convert(args.fmt, args.src, args.images, args.out, names, range(1, len(names) + 1),
-                          to=args.to, force=args.force)
+        summary = convert(
+            args.fmt,
+            args.src,
+            args.images,
+            args.out,
+            names,
+            range(1, len(names) + 1),
+            to=args.to,
+            force=args.force,
+        )
     except UserError as err:
         print(f"error: {err}", file=sys.stderr)
         return 1

@@ -25,8 +25,7 @@ class TrainSource:
     they overlap no existing box.
     """
 
-    def __init__(self, dataset, cache=None, copy_paste_prob=0.0, copy_paste_max=3,
-                 copy_paste_max_area=0.05):
+    def __init__(self, dataset, cache=None, copy_paste_prob=0.0, copy_paste_max=3, copy_paste_max_area=0.05):
         if cache not in (None, "ram", "disk"):
             raise ValueError(f"cache must be None, 'ram' or 'disk', not {cache!r}")
         self.dataset, self.cache, self._ram = dataset, cache, {}
@@ -54,7 +53,9 @@ class TrainSource:
         except (AssertionError, cv2.error) as err:
             path = Path(self.dataset.data_dir) / self.dataset.name / self.dataset.annotations[index][3]
             reason = "empty, missing or not an image" if isinstance(err, AssertionError) else str(err).strip()
-            raise UserError(f"{path}: does not decode ({reason}); `invoke validate` checks every image") from None
+            raise UserError(
+                f"{path}: does not decode ({reason}); `invoke validate` checks every image"
+            ) from None
 
     def resized_image(self, index):
         if self.cache == "ram":
@@ -99,7 +100,7 @@ class TrainSource:
                 nx, ny = random.randrange(img.shape[1] - pw), random.randrange(img.shape[0] - ph)
                 box = np.array([nx, ny, nx + pw, ny + ph], dtype=float)
                 if not _overlaps(box, [r[:4] for r in res] + added):
-                    img[ny:ny + ph, nx:nx + pw] = patch
+                    img[ny : ny + ph, nx : nx + pw] = patch
                     added.append(box)
                     res = np.vstack([res, [*box, cls]]) if len(res) else np.array([[*box, cls]])
                     break

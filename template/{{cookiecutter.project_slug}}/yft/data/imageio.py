@@ -48,8 +48,14 @@ def decode_check(path):
         return {"error": "not an image file"}
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as err:
         return {"error": f"does not decode ({err})"}
-    return {"size": (gray.shape[1], gray.shape[0]), "raw_size": raw_size, "mode": mode,
-            "orientation": orientation, "sha1": hashlib.sha1(data).hexdigest(), "dhash": dhash(gray)}
+    return {
+        "size": (gray.shape[1], gray.shape[0]),
+        "raw_size": raw_size,
+        "mode": mode,
+        "orientation": orientation,
+        "sha1": hashlib.sha1(data).hexdigest(),
+        "dhash": dhash(gray),
+    }
 
 
 def convert_to_rgb(src, dst):

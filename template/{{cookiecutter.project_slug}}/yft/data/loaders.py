@@ -28,8 +28,14 @@ def coco_dataset(exp, split, img_size, preproc, cache=False):
     json_file = {"train": exp.train_ann, "val": exp.val_ann, "test": exp.test_ann}[split]
     name = {"train": exp.train_name, "val": exp.val_name, "test": exp.test_name}[split]
     with _quiet():
-        return COCODataset(data_dir=exp.data_dir, json_file=json_file, name=name,
-                           img_size=img_size, preproc=preproc, cache=cache)
+        return COCODataset(
+            data_dir=exp.data_dir,
+            json_file=json_file,
+            name=name,
+            img_size=img_size,
+            preproc=preproc,
+            cache=cache,
+        )
 
 
 def build_train_dataset(exp, no_aug=False):
@@ -39,16 +45,32 @@ def build_train_dataset(exp, no_aug=False):
 
     from yft.data.copy_paste import TrainSource
 
-    base = coco_dataset(exp, "train", exp.input_size,
-                        TrainTransform(max_labels=50, flip_prob=exp.flip_prob, hsv_prob=exp.hsv_prob))
-    source = TrainSource(base, cache=exp.cache, copy_paste_prob=exp.copy_paste_prob,
-                         copy_paste_max=exp.copy_paste_max, copy_paste_max_area=exp.copy_paste_max_area)
+    base = coco_dataset(
+        exp,
+        "train",
+        exp.input_size,
+        TrainTransform(max_labels=50, flip_prob=exp.flip_prob, hsv_prob=exp.hsv_prob),
+    )
+    source = TrainSource(
+        base,
+        cache=exp.cache,
+        copy_paste_prob=exp.copy_paste_prob,
+        copy_paste_max=exp.copy_paste_max,
+        copy_paste_max_area=exp.copy_paste_max_area,
+    )
     return MosaicDetection(
-        source, mosaic=not no_aug, img_size=exp.input_size,
+        source,
+        mosaic=not no_aug,
+        img_size=exp.input_size,
         preproc=TrainTransform(max_labels=120, flip_prob=exp.flip_prob, hsv_prob=exp.hsv_prob),
-        degrees=exp.degrees, translate=exp.translate, mosaic_scale=exp.mosaic_scale,
-        mixup_scale=exp.mixup_scale, shear=exp.shear, enable_mixup=exp.enable_mixup,
-        mosaic_prob=exp.mosaic_prob, mixup_prob=exp.mixup_prob,
+        degrees=exp.degrees,
+        translate=exp.translate,
+        mosaic_scale=exp.mosaic_scale,
+        mixup_scale=exp.mixup_scale,
+        shear=exp.shear,
+        enable_mixup=exp.enable_mixup,
+        mosaic_prob=exp.mosaic_prob,
+        mixup_prob=exp.mixup_prob,
     )
 
 
@@ -58,11 +80,11 @@ def _seed_worker(base_seed):
         random.seed(seed)
         np.random.seed(seed)
         torch.manual_seed(seed)
+
     return init
 
 
-def build_train_loader(exp, batch_size, device, seed=0, rank=0, world_size=1, no_aug=False,
-                       skip_batches=0):
+def build_train_loader(exp, batch_size, device, seed=0, rank=0, world_size=1, no_aug=False, skip_batches=0):
     """An endless loader of (images, targets, img_info, ids); `len()` is one epoch of batches.
 
     batch_size is per process. `loader.close_mosaic()` switches to plain images for the final
@@ -77,13 +99,23 @@ def build_train_loader(exp, batch_size, device, seed=0, rank=0, world_size=1, no
     factors = None
     if exp.repeat_threshold:
         factors = repeat_factors(dataset_class_lists(dataset._dataset), exp.repeat_threshold)
-    sampler = TrainSampler(len(dataset), seed=seed, rank=rank, world_size=world_size,
-                           factors=factors, skip=skip_batches * batch_size)
-    batch_sampler = YoloBatchSampler(sampler=sampler, batch_size=batch_size, drop_last=False,
-                                     mosaic=not no_aug)
+    sampler = TrainSampler(
+        len(dataset),
+        seed=seed,
+        rank=rank,
+        world_size=world_size,
+        factors=factors,
+        skip=skip_batches * batch_size,
+    )
+    batch_sampler = YoloBatchSampler(
+        sampler=sampler, batch_size=batch_size, drop_last=False, mosaic=not no_aug
+    )
     return DataLoader(
-        dataset, batch_sampler=batch_sampler, num_workers=exp.data_num_workers,
-        pin_memory=device.type == "cuda", worker_init_fn=_seed_worker(seed + 1000 * rank),
+        dataset,
+        batch_sampler=batch_sampler,
+        num_workers=exp.data_num_workers,
+        pin_memory=device.type == "cuda",
+        worker_init_fn=_seed_worker(seed + 1000 * rank),
         persistent_workers=exp.data_num_workers > 0,
     )
 
@@ -99,6 +131,9 @@ def build_eval_loader(exp, split, batch_size, device, rank=0, world_size=1):
     if world_size > 1:
         dataset = torch.utils.data.Subset(dataset, range(rank, len(dataset), world_size))
     return torch.utils.data.DataLoader(
-        dataset, batch_size=batch_size, shuffle=False, num_workers=exp.data_num_workers,
+        dataset,
+        batch_size=batch_size,
+        shuffle=False,
+        num_workers=exp.data_num_workers,
         pin_memory=device.type == "cuda",
     )

@@ -66,8 +66,9 @@ def draw_shape(img, shape, color, x, y, w, h):
         cv2.rectangle(img, (x + w // 3, y), (x + 2 * w // 3, y2), color, -1)
     elif shape == "ring":
         thickness = max(2, min(w, h) // 6)
-        cv2.ellipse(img, (cx, cy), (w // 2 - thickness // 2, h // 2 - thickness // 2), 0, 0, 360,
-                    color, thickness)
+        cv2.ellipse(
+            img, (cx, cy), (w // 2 - thickness // 2, h // 2 - thickness // 2), 0, 0, 360, color, thickness
+        )
     else:  # star, hexagon
         cv2.fillPoly(img, [_fit(_star_hexagon(shape), x, y, w, h)], color)
 
@@ -82,8 +83,11 @@ def _background(rng, height, width):
         other = rng.integers(30, 226, size=3)
         t = np.linspace(0, 1, width if rng.random() < 0.5 else height)
         ramp = base + (other - base) * t[:, None]
-        img = (np.broadcast_to(ramp[None], (height, width, 3)) if len(t) == width
-               else np.broadcast_to(ramp[:, None], (height, width, 3))).copy()
+        img = (
+            np.broadcast_to(ramp[None], (height, width, 3))
+            if len(t) == width
+            else np.broadcast_to(ramp[:, None], (height, width, 3))
+        ).copy()
     else:
         period = int(rng.integers(6, 24))
         stripes = (np.arange(width)[None, :] + np.arange(height)[:, None] * rng.choice([0, 1])) // period % 2
@@ -103,11 +107,12 @@ def _background(rng, height, width):
 def _object_colour(rng, img, x, y, w, h, hue):
     """Three objects in four take their class's hue (jittered), the others any colour: colour
     is a hint, never enough (the shape decides). Always one that stands out from the background."""
-    under = img[y:y + h, x:x + w].reshape(-1, 3).mean(0)
+    under = img[y : y + h, x : x + w].reshape(-1, 3).mean(0)
     for _ in range(20):
         if rng.random() < 0.75:
-            r, g, b = colorsys.hsv_to_rgb((hue + rng.uniform(-0.06, 0.06)) % 1.0, rng.uniform(0.5, 1.0),
-                                          rng.uniform(0.5, 1.0))
+            r, g, b = colorsys.hsv_to_rgb(
+                (hue + rng.uniform(-0.06, 0.06)) % 1.0, rng.uniform(0.5, 1.0), rng.uniform(0.5, 1.0)
+            )
             colour = np.array([b, g, r]) * 255
         else:
             colour = rng.integers(0, 256, size=3)
@@ -175,8 +180,10 @@ def make_sample_dataset(exp, counts=(64, 16, 16), seed=0, force=False, draw=None
         raise UserError(f"image counts {tuple(counts)}: train and val need at least 1 image, test 0 or more")
     found = existing_data(exp)
     if found and not force:
-        raise UserError(f"{relative(found[0])}: the dataset already holds data ({len(found)} annotation files "
-                        "and image folders); sample-data would replace it: pass --force to do that anyway")
+        raise UserError(
+            f"{relative(found[0])}: the dataset already holds data ({len(found)} annotation files "
+            "and image folders); sample-data would replace it: pass --force to do that anyway"
+        )
     rng = np.random.default_rng(seed)
     # Our classes: all of them (fresh), those after COCO's 80 (keep_coco), or the renamed COCO
     # slots (replace); COCO's own classes get no synthetic objects.
@@ -207,11 +214,18 @@ def make_sample_dataset(exp, counts=(64, 16, 16), seed=0, force=False, draw=None
             name = f"{split}_{n:05d}.jpg"
             ok, encoded = cv2.imencode(".jpg", img, [cv2.IMWRITE_JPEG_QUALITY, 92])
             write_atomic(folder / name, encoded.tobytes())
-            images.append({"id": image_id, "file_name": name, "height": img.shape[0],
-                           "width": img.shape[1]})
+            images.append({"id": image_id, "file_name": name, "height": img.shape[0], "width": img.shape[1]})
             for x, y, w, h, k in boxes:
-                annotations.append({"id": ann_id, "image_id": image_id, "category_id": cat_ids[k],
-                                    "bbox": [x, y, w, h], "area": w * h, "iscrowd": 0})
+                annotations.append(
+                    {
+                        "id": ann_id,
+                        "image_id": image_id,
+                        "category_id": cat_ids[k],
+                        "bbox": [x, y, w, h],
+                        "area": w * h,
+                        "iscrowd": 0,
+                    }
+                )
                 ann_id += 1
             image_id += 1
         path = annotation_path(exp, split)

@@ -43,7 +43,7 @@ def lay_out(out, parts, images, names, symlink=False, force=False):
     out = Path(out)
     for split in parts:
         _check_empty(out / names[split][0], force)
-    for split, coco in parts.items():
+    for coco in parts.values():
         for image in coco["images"]:
             if not (Path(images) / image["file_name"]).is_file():
                 raise UserError(f"{Path(images) / image['file_name']}: image not found")
@@ -53,7 +53,9 @@ def lay_out(out, parts, images, names, symlink=False, force=False):
     try:
         for split, coco in parts.items():
             for image in coco["images"]:
-                _link(Path(images) / image["file_name"], staging / names[split][0] / image["file_name"], symlink)
+                _link(
+                    Path(images) / image["file_name"], staging / names[split][0] / image["file_name"], symlink
+                )
             (staging / names[split][0] / ".gitkeep").touch()
         for split in parts:  # swap the staged folders in
             folder, old = out / names[split][0], out / f".old-{names[split][0]}"
@@ -81,14 +83,30 @@ def class_table(parts, categories):
         if any(counts[s][cid] for s in parts):
             lines.append(name.ljust(width) + "".join(f"{counts[s][cid]:>9}" for s in parts))
     lines.append("images".ljust(width) + "".join(f"{len(c['images']):>9}" for c in parts.values()))
-    negatives = {s: len(c["images"]) - len({a["image_id"] for a in c["annotations"]}) for s, c in parts.items()}
+    negatives = {
+        s: len(c["images"]) - len({a["image_id"] for a in c["annotations"]}) for s, c in parts.items()
+    }
     lines.append("negatives".ljust(width) + "".join(f"{negatives[s]:>9}" for s in parts))
     return lines
 
 
-def split_dataset(ann, images, out, ratios=(0.8, 0.1, 0.1), seed=0, group_by=None, kfold=0,
-                  symlink=False, force=False, folder_names=None, by_time=False, time_from=None,
-                  time_format=None, gap=None, strict=False):
+def split_dataset(
+    ann,
+    images,
+    out,
+    ratios=(0.8, 0.1, 0.1),
+    seed=0,
+    group_by=None,
+    kfold=0,
+    symlink=False,
+    force=False,
+    folder_names=None,
+    by_time=False,
+    time_from=None,
+    time_format=None,
+    gap=None,
+    strict=False,
+):
     """Split `ann` (a COCO file over the images in `images`) into out/train2017 ... or K folds;
     by capture time with by_time (see yft.data.timesplit). Returns (written paths, printable lines)."""
     coco = load_coco(ann)
@@ -104,8 +122,10 @@ def split_dataset(ann, images, out, ratios=(0.8, 0.1, 0.1), seed=0, group_by=Non
         per_image = assign(coco, [1.0 / kfold] * kfold, seed, group_by)
         written, lines = [], []
         for k in range(kfold):
-            parts = {"train": subset(coco, [n for n, f in enumerate(per_image) if f != k]),
-                     "val": subset(coco, [n for n, f in enumerate(per_image) if f == k])}
+            parts = {
+                "train": subset(coco, [n for n, f in enumerate(per_image) if f != k]),
+                "val": subset(coco, [n for n, f in enumerate(per_image) if f == k]),
+            }
             written += lay_out(Path(out) / "folds" / f"fold_{k}", parts, images, folder_names, symlink, force)
             lines += [f"fold {k}:"] + class_table(parts, coco["categories"])
         return written, lines
@@ -114,13 +134,18 @@ def split_dataset(ann, images, out, ratios=(0.8, 0.1, 0.1), seed=0, group_by=Non
     lines = []
     if by_time:
         from yft.data import timesplit
-        per_image, times, lines = timesplit.time_assign(coco, images, ratios, seed, group_by, time_from,
-                                                        time_format, gap, strict)
+
+        per_image, times, lines = timesplit.time_assign(
+            coco, images, ratios, seed, group_by, time_from, time_format, gap, strict
+        )
         coco = timesplit.stamp(coco, times)  # COCO's date_captured, for `invoke stats`
     else:
         per_image = assign(coco, list(ratios), seed, group_by)
-    parts = {s: subset(coco, [n for n, f in enumerate(per_image) if f == i])
-             for i, s in enumerate(SPLITS) if ratios[i] > 0}
+    parts = {
+        s: subset(coco, [n for n, f in enumerate(per_image) if f == i])
+        for i, s in enumerate(SPLITS)
+        if ratios[i] > 0
+    }
     written = lay_out(out, parts, images, folder_names, symlink, force)
     lines += class_table(parts, coco["categories"])
     if by_time:

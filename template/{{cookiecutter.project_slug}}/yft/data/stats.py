@@ -32,16 +32,23 @@ def split_stats(coco):
     present = [counts[c] for c in names if counts[c]]
     missing = [names[c] for c in names if not counts[c]]
     ratio = max(present) / min(present) if present else 0.0
-    quant = (lambda v: {f"p{q}": round(float(np.percentile(v, q)), 3) for q in (5, 50, 95)}) if aspects else (lambda v: {})
+    quant = (
+        (lambda v: {f"p{q}": round(float(np.percentile(v, q)), 3) for q in (5, 50, 95)})
+        if aspects
+        else (lambda v: {})
+    )
     return {
-        "images": images, "boxes": len(areas),
+        "images": images,
+        "boxes": len(areas),
         "boxes_per_image": round(len(areas) / images, 3) if images else 0.0,
         "classes": {names[c]: counts[c] for c in names},
         "missing_classes": missing,
         "imbalance_ratio": round(ratio, 2),
-        "sizes": {"small": sum(a < 32 ** 2 for a in areas),
-                  "medium": sum(32 ** 2 <= a < 96 ** 2 for a in areas),
-                  "large": sum(a >= 96 ** 2 for a in areas)},
+        "sizes": {
+            "small": sum(a < 32**2 for a in areas),
+            "medium": sum(32**2 <= a < 96**2 for a in areas),
+            "large": sum(a >= 96**2 for a in areas),
+        },
         "aspect_ratio_w_over_h": quant(aspects),
         "negatives": images - annotated,
         "negative_share": round((images - annotated) / images, 3) if images else 0.0,
@@ -63,8 +70,10 @@ def _time_range(coco):
 def warnings_for(split, s):
     out = []
     if s["imbalance_ratio"] > IMBALANCE_LIMIT:
-        out.append(f"warning: {split}: class imbalance {s['imbalance_ratio']:.1f}:1 is above "
-                   f"{IMBALANCE_LIMIT:.0f}:1 (oversample the rare classes or label more of them)")
+        out.append(
+            f"warning: {split}: class imbalance {s['imbalance_ratio']:.1f}:1 is above "
+            f"{IMBALANCE_LIMIT:.0f}:1 (oversample the rare classes or label more of them)"
+        )
     if s["missing_classes"]:
         out.append(f"warning: {split}: no boxes of {', '.join(s['missing_classes'])}")
     return out
@@ -74,10 +83,12 @@ def format_stats(stats):
     lines = []
     for split, s in stats.items():
         sizes = s["sizes"]
-        lines.append(f"{split}: {s['images']} images, {s['boxes']} boxes, {s['boxes_per_image']} per image, "
-                     f"negatives {s['negatives']} ({s['negative_share']:.0%}), "
-                     f"small/medium/large {sizes['small']}/{sizes['medium']}/{sizes['large']}, "
-                     f"imbalance {s['imbalance_ratio']}:1")
+        lines.append(
+            f"{split}: {s['images']} images, {s['boxes']} boxes, {s['boxes_per_image']} per image, "
+            f"negatives {s['negatives']} ({s['negative_share']:.0%}), "
+            f"small/medium/large {sizes['small']}/{sizes['medium']}/{sizes['large']}, "
+            f"imbalance {s['imbalance_ratio']}:1"
+        )
         lines.append("  " + ", ".join(f"{k} {v}" for k, v in s["classes"].items()))
         if s.get("time_range"):
             t = s["time_range"]
@@ -101,8 +112,11 @@ def plot(cocos, out):
     first = next(iter(cocos.values()))
     names = [c["name"] for c in first["categories"]]
     ids = [c["id"] for c in first["categories"]]
-    shown = [i for i, cid in enumerate(ids) if any(
-        any(a["category_id"] == cid for a in c["annotations"]) for c in cocos.values())] or list(range(len(ids)))
+    shown = [
+        i
+        for i, cid in enumerate(ids)
+        if any(any(a["category_id"] == cid for a in c["annotations"]) for c in cocos.values())
+    ] or list(range(len(ids)))
     fig, ax = plt.subplots(figsize=(max(6, len(shown) * 0.5), 4))
     width = 0.8 / len(cocos)
     for k, (split, coco) in enumerate(cocos.items()):
@@ -140,8 +154,11 @@ def plot(cocos, out):
 def load_splits(exp, ann=None):
     if ann:
         return {Path(ann).stem: load_coco(ann)}
-    cocos = {s: load_coco(annotation_path(exp, s)) for s in ("train", "val", "test")
-             if annotation_path(exp, s).is_file()}
+    cocos = {
+        s: load_coco(annotation_path(exp, s))
+        for s in ("train", "val", "test")
+        if annotation_path(exp, s).is_file()
+    }
     if not cocos:
         raise UserError(f"{annotation_path(exp, 'train')}: no annotation files (convert or split first)")
     return cocos
@@ -187,8 +204,16 @@ def show_labels(exp, out, n=16, split="train", seed=0, ann=None, images=None, ce
             x, y, w, h = (v * scale for v in a["bbox"])
             color = class_style(order.get(a["category_id"], 0))[1]
             cv2.rectangle(img, (int(x), int(y)), (int(x + w), int(y + h)), color, 2)
-            cv2.putText(img, names.get(a["category_id"], "?"), (int(x) + 2, max(10, int(y) - 3)),
-                        cv2.FONT_HERSHEY_SIMPLEX, 0.4, color, 1, cv2.LINE_AA)
+            cv2.putText(
+                img,
+                names.get(a["category_id"], "?"),
+                (int(x) + 2, max(10, int(y) - 3)),
+                cv2.FONT_HERSHEY_SIMPLEX,
+                0.4,
+                color,
+                1,
+                cv2.LINE_AA,
+            )
         r, c = divmod(k, cols)
-        grid[r * cell:r * cell + img.shape[0], c * cell:c * cell + img.shape[1]] = img
+        grid[r * cell : r * cell + img.shape[0], c * cell : c * cell + img.shape[1]] = img
     return write_png(out, grid), len(picked)

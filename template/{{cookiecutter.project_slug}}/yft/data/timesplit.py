@@ -122,8 +122,12 @@ def cut(units, ratios):
     folds, seen = [], 0
     for _, _, members in units:
         middle = seen + len(members) / 2
-        folds.append(next((i for i, b in enumerate(bounds) if middle < b and ratios[i] > 0),
-                          max(i for i, r in enumerate(ratios) if r > 0)))
+        folds.append(
+            next(
+                (i for i, b in enumerate(bounds) if middle < b and ratios[i] > 0),
+                max(i for i, r in enumerate(ratios) if r > 0),
+            )
+        )
         seen += len(members)
     return folds
 
@@ -142,8 +146,9 @@ def apply_gap(units, folds, gap):
     return dropped
 
 
-def time_assign(coco, images, ratios, seed, group_by=None, time_from=None, time_format=None, gap=None,
-                strict=False):
+def time_assign(
+    coco, images, ratios, seed, group_by=None, time_from=None, time_format=None, gap=None, strict=False
+):
     """Split index (or None: left in a gap) per image, and printable lines about the times."""
     gap_text, gap = gap, parse_gap(gap)
     times, missing = capture_times(coco, images, time_from, time_format)
@@ -151,11 +156,15 @@ def time_assign(coco, images, ratios, seed, group_by=None, time_from=None, time_
     source = f"--time-from {time_from!r}" if time_from else "EXIF DateTimeOriginal"
     if strict and count:
         reason, names = next(iter(missing.items()))
-        raise UserError(f"{Path(images) / names[0]}: {reason}; {count} of {len(times)} images have no capture "
-                        f"time from {source} (--strict refuses them)")
+        raise UserError(
+            f"{Path(images) / names[0]}: {reason}; {count} of {len(times)} images have no capture "
+            f"time from {source} (--strict refuses them)"
+        )
     if count == len(times):
-        raise UserError(f"{images}: no image has a capture time from {source} "
-                        + ("(check the regex)" if time_from else "(try --time-from REGEX on the file names)"))
+        raise UserError(
+            f"{images}: no image has a capture time from {source} "
+            + ("(check the regex)" if time_from else "(try --time-from REGEX on the file names)")
+        )
     units, untimed = order_units(groups_of(coco, group_by), times)
     folds = cut(units, ratios)
     dropped = apply_gap(units, folds, gap)
@@ -163,20 +172,26 @@ def time_assign(coco, images, ratios, seed, group_by=None, time_from=None, time_
     for (_, _, members), fold in zip(units, folds):
         for n in members:
             per_image[n] = fold
-    lines = [f"by time ({source}): {len(times) - count} of {len(times)} images timed, "
-             f"{len(units)} {'groups' if group_by else 'images'} in time order"]
+    lines = [
+        f"by time ({source}): {len(times) - count} of {len(times)} images timed, "
+        f"{len(units)} {'groups' if group_by else 'images'} in time order"
+    ]
     if untimed:  # the default rule: a stratified, seeded split of those images at the same fractions
         sub = subset(coco, untimed)
         for n, fold in zip(untimed, assign(sub, list(ratios), seed, group_by)):
             per_image[n] = fold
-        lines.append(f"{len(untimed)} images without a capture time were split by the default (stratified) "
-                     "rule; --strict refuses them")
+        lines.append(
+            f"{len(untimed)} images without a capture time were split by the default (stratified) "
+            "rule; --strict refuses them"
+        )
     for reason, names in missing.items():
         lines.append(f"  {len(names)} {reason}: {', '.join(names[:3])}{' ...' if len(names) > 3 else ''}")
     if dropped:
-        lines.append(f"{len(dropped)} images left out: within --gap {gap_text} of the next split "
-                     f"({', '.join(coco['images'][n]['file_name'] for n in dropped[:3])}"
-                     f"{' ...' if len(dropped) > 3 else ''})")
+        lines.append(
+            f"{len(dropped)} images left out: within --gap {gap_text} of the next split "
+            f"({', '.join(coco['images'][n]['file_name'] for n in dropped[:3])}"
+            f"{' ...' if len(dropped) > 3 else ''})"
+        )
     return per_image, times, lines
 
 
@@ -204,5 +219,7 @@ def range_lines(parts):
         found = time_range(coco)
         if found:
             first, last, n = found
-            lines.append(f"{split:>5}: {first:%Y-%m-%d %H:%M:%S} .. {last:%Y-%m-%d %H:%M:%S} ({n} timed images)")
+            lines.append(
+                f"{split:>5}: {first:%Y-%m-%d %H:%M:%S} .. {last:%Y-%m-%d %H:%M:%S} ({n} timed images)"
+            )
     return lines

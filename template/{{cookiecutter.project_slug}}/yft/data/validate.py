@@ -26,7 +26,7 @@ from yft.io import write_json
 from yft.project import ROOT, UserError
 
 NEAR_DUPLICATE_BITS = 3  # dHash bits that may differ for two images to count as near-identical
-EDGE_TOLERANCE = 0.5     # px a box may poke past the image edge before it is an error
+EDGE_TOLERANCE = 0.5  # px a box may poke past the image edge before it is an error
 
 
 def decode_all(paths, workers=None):
@@ -44,23 +44,29 @@ class Report:
         self.splits = {}
 
     def add(self, level, split, check, where, message):
-        self.issues.append({"level": level, "split": split, "check": check, "file": str(where),
-                            "message": message})
+        self.issues.append(
+            {"level": level, "split": split, "check": check, "file": str(where), "message": message}
+        )
 
     @property
     def errors(self):
         return [i for i in self.issues if i["level"] == "error"]
 
     def as_dict(self):
-        return {"ok": not self.errors, "splits": self.splits,
-                "errors": len(self.errors), "warnings": len(self.issues) - len(self.errors),
-                "issues": self.issues}
+        return {
+            "ok": not self.errors,
+            "splits": self.splits,
+            "errors": len(self.errors),
+            "warnings": len(self.issues) - len(self.errors),
+            "issues": self.issues,
+        }
 
     def text(self, limit=5):
         lines = []
         for split, s in self.splits.items():
-            lines.append(f"{split}: {s['images']} images, {s['boxes']} boxes, "
-                         f"{s['negatives']} negatives (allowed)")
+            lines.append(
+                f"{split}: {s['images']} images, {s['boxes']} boxes, {s['negatives']} negatives (allowed)"
+            )
         by_check = defaultdict(list)
         for issue in self.issues:
             by_check[(issue["level"], issue["check"])].append(issue)
@@ -75,8 +81,7 @@ class Report:
 
 
 def _finite(values):
-    return all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
-               for v in values)
+    return all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in values)
 
 
 def _id(value):
@@ -94,8 +99,12 @@ def check_image_entries(split, ann_path, coco, report, fix):
     images_by_id, names = {}, {}
     for n, image in enumerate(coco["images"]):
         here = f"{ann_path} images[{n}]"
-        if not isinstance(image, dict) or not isinstance(image.get("file_name"), str) \
-                or not _finite([image.get("width"), image.get("height")]) or _id(image.get("id")) is None:
+        if (
+            not isinstance(image, dict)
+            or not isinstance(image.get("file_name"), str)
+            or not _finite([image.get("width"), image.get("height")])
+            or _id(image.get("id")) is None
+        ):
             report.add("error", split, "malformed image entry", here, "needs id, file_name, width, height")
             fix["drop_images"].add(n)
             continue
@@ -131,8 +140,13 @@ def check_annotations(split, ann_path, coco, images_by_id, cats, report, fix):
         seen_ann.add(ann.get("id"))
         entry = images_by_id.get(_id(ann.get("image_id")))
         if entry is None:
-            report.add("error", split, "annotation of an unknown image", here,
-                       f"image_id {ann.get('image_id')!r} is not in images")
+            report.add(
+                "error",
+                split,
+                "annotation of an unknown image",
+                here,
+                f"image_id {ann.get('image_id')!r} is not in images",
+            )
             fix["drop_anns"].add(k)
             continue
         if _id(ann.get("category_id")) not in cats:
@@ -151,9 +165,19 @@ def check_annotations(split, ann_path, coco, images_by_id, cats, report, fix):
             continue
         image = entry[1]
         W, H = image["width"], image["height"]
-        if x < -EDGE_TOLERANCE or y < -EDGE_TOLERANCE or x + w > W + EDGE_TOLERANCE or y + h > H + EDGE_TOLERANCE:
-            report.add("error", split, "box outside the image", here,
-                       f"bbox {bbox} in a {W}x{H} image (--fix clips it)")
+        if (
+            x < -EDGE_TOLERANCE
+            or y < -EDGE_TOLERANCE
+            or x + w > W + EDGE_TOLERANCE
+            or y + h > H + EDGE_TOLERANCE
+        ):
+            report.add(
+                "error",
+                split,
+                "box outside the image",
+                here,
+                f"bbox {bbox} in a {W}x{H} image (--fix clips it)",
+            )
             x1, y1 = max(0.0, x), max(0.0, y)
             x2, y2 = min(float(W), x + w), min(float(H), y + h)
             if x2 - x1 < 1 or y2 - y1 < 1:
@@ -170,15 +194,22 @@ def check_annotations(split, ann_path, coco, images_by_id, cats, report, fix):
 def check_split_file(split, ann_path, images, report, category_ids=None):
     """Check one annotation file and its images; returns (coco, per-image decode results, fixes)."""
     coco = read_json(ann_path)
-    if not isinstance(coco, dict) or not all(isinstance(coco.get(k), list)
-                                             for k in ("images", "annotations", "categories")):
-        raise UserError(f"{ann_path}: not a COCO detection file (needs images, annotations and "
-                        "categories lists)")
+    if not isinstance(coco, dict) or not all(
+        isinstance(coco.get(k), list) for k in ("images", "annotations", "categories")
+    ):
+        raise UserError(
+            f"{ann_path}: not a COCO detection file (needs images, annotations and categories lists)"
+        )
     where = ann_path
     cats = {_id(c.get("id")) for c in coco["categories"] if isinstance(c, dict)} - {None}
     if category_ids is not None and sorted(cats, key=str) != sorted(category_ids, key=str):
-        report.add("error", split, "categories differ from the Exp", where,
-                   f"category ids {sorted(cats, key=str)[:8]} but the Exp needs {list(category_ids)[:8]}")
+        report.add(
+            "error",
+            split,
+            "categories differ from the Exp",
+            where,
+            f"category ids {sorted(cats, key=str)[:8]} but the Exp needs {list(category_ids)[:8]}",
+        )
     fix = new_fix()
     if not coco["images"]:
         report.add("error", split, "empty split", where, "holds no images (train and eval refuse it)")
@@ -193,28 +224,51 @@ def check_split_file(split, ann_path, images, report, category_ids=None):
         path = Path(images) / image["file_name"]
         if "error" in info:
             missing = not path.exists()
-            report.add("error", split, "missing image" if missing else "image does not decode", path,
-                       "file not found" if missing else info["error"])
+            report.add(
+                "error",
+                split,
+                "missing image" if missing else "image does not decode",
+                path,
+                "file not found" if missing else info["error"],
+            )
             fix["drop_images"].add(n)
             continue
         shown, raw = tuple(info["size"]), tuple(info["raw_size"])
         if (image["width"], image["height"]) != shown:
             if (image["width"], image["height"]) == raw:
-                report.add("error", split, "size before EXIF rotation", path,
-                           f"JSON says {raw[0]}x{raw[1]} but the EXIF orientation tag ({info['orientation']}) "
-                           f"shows it as {shown[0]}x{shown[1]}: boxes were drawn on the unrotated image?")
+                report.add(
+                    "error",
+                    split,
+                    "size before EXIF rotation",
+                    path,
+                    f"JSON says {raw[0]}x{raw[1]} but the EXIF orientation tag ({info['orientation']}) "
+                    f"shows it as {shown[0]}x{shown[1]}: boxes were drawn on the unrotated image?",
+                )
             else:
-                report.add("error", split, "size differs from the image", path,
-                           f"JSON says {image['width']}x{image['height']}, the image is {shown[0]}x{shown[1]}")
+                report.add(
+                    "error",
+                    split,
+                    "size differs from the image",
+                    path,
+                    f"JSON says {image['width']}x{image['height']}, the image is {shown[0]}x{shown[1]}",
+                )
         if info["mode"] not in ("RGB", "L"):
-            report.add("warning", split, "not 8-bit RGB/grayscale", path,
-                       f"mode {info['mode']}; --fix writes an 8-bit RGB copy")
+            report.add(
+                "warning",
+                split,
+                "not 8-bit RGB/grayscale",
+                path,
+                f"mode {info['mode']}; --fix writes an 8-bit RGB copy",
+            )
             fix["convert"][n] = path
 
     boxes = check_annotations(split, ann_path, coco, images_by_id, cats, report, fix)
-    report.splits[split] = {"file": str(ann_path), "images": len(images_by_id),
-                            "boxes": sum(boxes.values()),
-                            "negatives": sum(1 for i in images_by_id if not boxes[i])}
+    report.splits[split] = {
+        "file": str(ann_path),
+        "images": len(images_by_id),
+        "boxes": sum(boxes.values()),
+        "negatives": sum(1 for i in images_by_id if not boxes[i]),
+    }
     return coco, decoded, fix
 
 
@@ -232,10 +286,17 @@ def check_duplicates(decoded_by_split, report, names_by_split):
             if key in seen:
                 other_split, other = seen[key]
                 if other_split != split:
-                    report.add("error", split, "identical image in two splits (leakage)", path,
-                               f"same bytes as {other} ({other_split})")
+                    report.add(
+                        "error",
+                        split,
+                        "identical image in two splits (leakage)",
+                        path,
+                        f"same bytes as {other} ({other_split})",
+                    )
                 else:
-                    report.add("warning", split, "identical images in one split", path, f"same bytes as {other}")
+                    report.add(
+                        "warning", split, "identical images in one split", path, f"same bytes as {other}"
+                    )
             else:
                 seen[key] = (split, path)
     splits = list(decoded_by_split)
@@ -249,16 +310,20 @@ def check_duplicates(decoded_by_split, report, names_by_split):
             ha = np.array([decoded_by_split[sa][n]["dhash"] for n in ka], dtype=np.uint64)
             hb = np.array([decoded_by_split[sb][n]["dhash"] for n in kb], dtype=np.uint64)
             for start in range(0, len(ha), 256):
-                x = ha[start:start + 256, None] ^ hb[None, :]
+                x = ha[start : start + 256, None] ^ hb[None, :]
                 bits = np.unpackbits(x.view(np.uint8).reshape(*x.shape, 8), axis=-1).sum(-1)
                 for i, j in zip(*np.nonzero(bits <= NEAR_DUPLICATE_BITS)):
                     ia, jb = ka[start + i], kb[j]
                     if decoded_by_split[sa][ia]["sha1"] == decoded_by_split[sb][jb]["sha1"]:
                         continue  # already an error above
-                    report.add("warning", sb, "near-identical image in two splits (possible leakage)",
-                               names_by_split[sb][jb],
-                               f"looks like {names_by_split[sa][ia]} ({sa}); "
-                               f"{int(bits[i, j])} of 64 hash bits differ")
+                    report.add(
+                        "warning",
+                        sb,
+                        "near-identical image in two splits (possible leakage)",
+                        names_by_split[sb][jb],
+                        f"looks like {names_by_split[sa][ia]} ({sa}); "
+                        f"{int(bits[i, j])} of 64 hash bits differ",
+                    )
 
 
 def write_fixed(coco, fix, ann_path, images):
@@ -287,9 +352,12 @@ def write_fixed(coco, fix, ann_path, images):
         anns.append(ann)
     out = Path(ann_path).with_name(Path(ann_path).stem + ".fixed.json")
     write_json(out, dict(coco, images=keep_images, annotations=anns))
-    changes = {"images_dropped": len(coco["images"]) - len(keep_images),
-               "boxes_dropped": len(coco["annotations"]) - len(anns),
-               "boxes_clipped": len(fix["clip"]), "images_converted": len(fix["convert"])}
+    changes = {
+        "images_dropped": len(coco["images"]) - len(keep_images),
+        "boxes_dropped": len(coco["annotations"]) - len(anns),
+        "boxes_clipped": len(fix["clip"]),
+        "images_converted": len(fix["convert"]),
+    }
     return out, changes
 
 
@@ -300,11 +368,16 @@ def validate(exp=None, ann=None, images=None, fix=False, report_path=None):
             raise UserError("--ann needs --images DIR (the folder its file names are relative to)")
         targets = [(Path(ann).stem, Path(ann), Path(images))]
     else:
-        targets = [(s, annotation_path(exp, s), image_dir(exp, s)) for s in ("train", "val", "test")
-                   if annotation_path(exp, s).is_file()]
+        targets = [
+            (s, annotation_path(exp, s), image_dir(exp, s))
+            for s in ("train", "val", "test")
+            if annotation_path(exp, s).is_file()
+        ]
         if not targets:
-            raise UserError(f"{annotation_path(exp, 'train')}: no annotation files to validate "
-                            "(convert your labels or run `invoke sample-data`)")
+            raise UserError(
+                f"{annotation_path(exp, 'train')}: no annotation files to validate "
+                "(convert your labels or run `invoke sample-data`)"
+            )
     category_ids = list(exp.category_ids()) if exp is not None else None
     report, decoded, names, results = Report(), {}, {}, []
     for split, ann_path, folder in targets:

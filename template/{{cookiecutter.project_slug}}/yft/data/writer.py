@@ -56,8 +56,9 @@ def write_yolo(out, coco, classes):
             continue
         x, y, w, h = ann["bbox"]
         W, H = sizes[ann["image_id"]]
-        lines[ann["image_id"]].append(f"{index[ann['category_id']]} {(x + w / 2) / W:.6f} "
-                                      f"{(y + h / 2) / H:.6f} {w / W:.6f} {h / H:.6f}")
+        lines[ann["image_id"]].append(
+            f"{index[ann['category_id']]} {(x + w / 2) / W:.6f} {(y + h / 2) / H:.6f} {w / W:.6f} {h / H:.6f}"
+        )
     out.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     try:

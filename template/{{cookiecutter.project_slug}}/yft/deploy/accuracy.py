@@ -28,8 +28,11 @@ def split_map(backend, exp, split="val", limit=0, batch_size=8):
         seen += image_ids
     seen = set(seen)
     gt = loader.dataset.coco.dataset
-    subset = {**gt, "images": [im for im in gt["images"] if im["id"] in seen],
-              "annotations": [a for a in gt["annotations"] if a["image_id"] in seen]}
+    subset = {
+        **gt,
+        "images": [im for im in gt["images"] if im["id"] in seen],
+        "annotations": [a for a in gt["annotations"] if a["image_id"] in seen],
+    }
     with contextlib.redirect_stdout(io.StringIO()):
         metrics = coco_metrics(subset, results, exp.class_names, category_ids)
     metrics["num_images"] = len(seen)

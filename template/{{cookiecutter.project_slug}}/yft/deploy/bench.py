@@ -68,7 +68,9 @@ def run_batch(backend, exp, images):
     return backend.detect(batch, [p[1] for p in prepared], exp.predict_conf, exp.nmsthre)
 
 
-def measure(backend, exp, images, batch_size, min_time=1.0, min_iters=5, max_iters=200, warmup=2, device=None):
+def measure(
+    backend, exp, images, batch_size, min_time=1.0, min_iters=5, max_iters=200, warmup=2, device=None
+):
     """Latency statistics of end-to-end batches of `batch_size` images."""
     import torch
 
@@ -90,17 +92,27 @@ def measure(backend, exp, images, batch_size, min_time=1.0, min_iters=5, max_ite
             times.append(time.perf_counter() - t0)
     ms = np.array(times) * 1000
     peak = torch.cuda.max_memory_allocated(device) if cuda else rss.peak
-    return {"backend": backend.name, "batch_size": batch_size, "iterations": len(times),
-            "p50_ms": round(float(np.percentile(ms, 50)), 3), "p95_ms": round(float(np.percentile(ms, 95)), 3),
-            "images_per_s": round(batch_size * len(times) / (ms.sum() / 1000), 2),
-            "peak_mem_mb": round(peak / 2**20, 1), "peak_mem_kind": "cuda allocated" if cuda else "rss rise"}
+    return {
+        "backend": backend.name,
+        "batch_size": batch_size,
+        "iterations": len(times),
+        "p50_ms": round(float(np.percentile(ms, 50)), 3),
+        "p95_ms": round(float(np.percentile(ms, 95)), 3),
+        "images_per_s": round(batch_size * len(times) / (ms.sum() / 1000), 2),
+        "peak_mem_mb": round(peak / 2**20, 1),
+        "peak_mem_kind": "cuda allocated" if cuda else "rss rise",
+    }
 
 
 def benchmark(backends, exp, batch_sizes, images=None, device=None, **kwargs):
     """Rows of `measure` for every backend and batch size, plus the speed ratio of each backend
     to torch at the same batch size (p50 latency, same run)."""
     images = images if images is not None else bench_images(exp)
-    rows = [measure(backend, exp, images, bs, device=device, **kwargs) for backend in backends for bs in batch_sizes]
+    rows = [
+        measure(backend, exp, images, bs, device=device, **kwargs)
+        for backend in backends
+        for bs in batch_sizes
+    ]
     torch_p50 = {r["batch_size"]: r["p50_ms"] for r in rows if r["backend"] == "torch"}
     for row in rows:
         base = torch_p50.get(row["batch_size"])
@@ -109,16 +121,23 @@ def benchmark(backends, exp, batch_sizes, images=None, device=None, **kwargs):
 
 
 def format_table(rows, skipped=()):
-    lines = [f"{'backend':<8} {'batch':>5} {'p50 ms':>9} {'p95 ms':>9} {'img/s':>9} {'peak MB':>8} {'vs torch':>8}"]
+    lines = [
+        f"{'backend':<8} {'batch':>5} {'p50 ms':>9} {'p95 ms':>9} {'img/s':>9} {'peak MB':>8} {'vs torch':>8}"
+    ]
     for r in rows:
         ratio = f"{r['speedup_vs_torch']:.2f}x" if r["speedup_vs_torch"] else "-"
-        lines.append(f"{r['backend']:<8} {r['batch_size']:>5} {r['p50_ms']:>9.2f} {r['p95_ms']:>9.2f} "
-                     f"{r['images_per_s']:>9.1f} {r['peak_mem_mb']:>8.1f} {ratio:>8}")
+        lines.append(
+            f"{r['backend']:<8} {r['batch_size']:>5} {r['p50_ms']:>9.2f} {r['p95_ms']:>9.2f} "
+            f"{r['images_per_s']:>9.1f} {r['peak_mem_mb']:>8.1f} {ratio:>8}"
+        )
     lines += [f"{name:<8} skipped: {reason}" for name, reason in skipped]
     return "\n".join(lines)
 
 
 def write_report(path, rows, skipped, context):
-    write_json(path, {"schema": 1, **context, "rows": rows,
-                      "skipped": [{"backend": n, "reason": r} for n, r in skipped]}, indent=2)
+    write_json(
+        path,
+        {"schema": 1, **context, "rows": rows, "skipped": [{"backend": n, "reason": r} for n, r in skipped]},
+        indent=2,
+    )
     return path

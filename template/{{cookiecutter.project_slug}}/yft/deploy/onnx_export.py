@@ -50,7 +50,11 @@ def sample_inputs(exp, count=4):
 
     folder = image_dir(exp, "val")
     files = list_images(folder, recursive=False)
-    images = [letterbox(img, exp.test_size)[0] for img in (cv2.imread(str(p)) for p in files[:count]) if img is not None]
+    images = [
+        letterbox(img, exp.test_size)[0]
+        for img in (cv2.imread(str(p)) for p in files[:count])
+        if img is not None
+    ]
     if not images:
         rng = np.random.default_rng(0)
         images = [rng.uniform(0, 255, (3, *exp.test_size)).astype(np.float32)]
@@ -71,8 +75,16 @@ def trace_onnx(module, exp, opset, dynamic_batch):
         # handles YOLOX's decode; torch warns that it is the legacy path.
         warnings.simplefilter("ignore", DeprecationWarning)
         warnings.simplefilter("ignore", torch.jit.TracerWarning)
-        torch.onnx.export(module, dummy, buffer, input_names=["images"], output_names=["output"],
-                          opset_version=opset, dynamic_axes=dynamic, dynamo=False)
+        torch.onnx.export(
+            module,
+            dummy,
+            buffer,
+            input_names=["images"],
+            output_names=["output"],
+            opset_version=opset,
+            dynamic_axes=dynamic,
+            dynamo=False,
+        )
     proto = onnx.load_from_string(buffer.getvalue())
     onnx.checker.check_model(proto)
     return proto
@@ -101,8 +113,11 @@ def add_nms(proto, kind, conf, iou, max_det):
         return f"nms/{name}"
 
     def channels(start, end, name):
-        return node("Slice", ["output", const(f"{name}_s", [start]), const(f"{name}_e", [end]),
-                              const(f"{name}_a", [2])], name)
+        return node(
+            "Slice",
+            ["output", const(f"{name}_s", [start]), const(f"{name}_e", [end]), const(f"{name}_a", [2])],
+            name,
+        )
 
     def reduce_max(x, name):
         if opset >= 18:
@@ -112,41 +127,81 @@ def add_nms(proto, kind, conf, iou, max_det):
     center, size = channels(0, 2, "center"), channels(2, 4, "size")
     obj, cls = channels(4, 5, "obj"), channels(5, 2**62, "cls")
     half = node("Mul", [size, const("half", [0.5], np.float32)], "half_size")
-    boxes = node("Concat", [node("Sub", [center, half], "p1"), node("Add", [center, half], "p2")],
-                 "boxes", axis=-1)  # (B, N, 4) x1, y1, x2, y2
+    boxes = node(
+        "Concat", [node("Sub", [center, half], "p1"), node("Add", [center, half], "p2")], "boxes", axis=-1
+    )  # (B, N, 4) x1, y1, x2, y2
     scores = node("Mul", [cls, obj], "scores")  # (B, N, C)
     # YOLOX keeps only each anchor's best class: zero the other classes' scores.
-    best = node("Cast", [node("Equal", [scores, reduce_max(scores, "best")], "is_best")], "best_mask",
-                to=TensorProto.FLOAT)
+    best = node(
+        "Cast",
+        [node("Equal", [scores, reduce_max(scores, "best")], "is_best")],
+        "best_mask",
+        to=TensorProto.FLOAT,
+    )
     scores = node("Mul", [scores, best], "class_scores")
     conf = max(float(conf), 1e-6)  # a zero score must never survive
     if kind == "trt":
         outputs = ["num_dets", "det_boxes", "det_scores", "det_classes"]
-        nodes.append(helper.make_node(
-            "EfficientNMS_TRT", [boxes, scores], outputs, name="nms/EfficientNMS_TRT", domain="TRT",
-            plugin_version="1", background_class=-1, box_coding=0, score_activation=0,
-            iou_threshold=float(iou), score_threshold=conf, max_output_boxes=int(max_det)))
+        nodes.append(
+            helper.make_node(
+                "EfficientNMS_TRT",
+                [boxes, scores],
+                outputs,
+                name="nms/EfficientNMS_TRT",
+                domain="TRT",
+                plugin_version="1",
+                background_class=-1,
+                box_coding=0,
+                score_activation=0,
+                iou_threshold=float(iou),
+                score_threshold=conf,
+                max_output_boxes=int(max_det),
+            )
+        )
         new_outputs = [
             helper.make_tensor_value_info("num_dets", TensorProto.INT32, [batch, 1]),
             helper.make_tensor_value_info("det_boxes", TensorProto.FLOAT, [batch, max_det, 4]),
             helper.make_tensor_value_info("det_scores", TensorProto.FLOAT, [batch, max_det]),
-            helper.make_tensor_value_info("det_classes", TensorProto.INT32, [batch, max_det])]
+            helper.make_tensor_value_info("det_classes", TensorProto.INT32, [batch, max_det]),
+        ]
         proto.opset_import.append(helper.make_opsetid("TRT", 1))
     else:
         by_class = node("Transpose", [scores], "scores_bcn", perm=[0, 2, 1])  # (B, C, N)
-        selected = node("NonMaxSuppression", [boxes, by_class, const("max_per_class", [max_det]),
-                                              const("iou", [iou], np.float32), const("conf", [conf], np.float32)],
-                        "selected", center_point_box=0)  # (K, 3): image, class, anchor
+        selected = node(
+            "NonMaxSuppression",
+            [
+                boxes,
+                by_class,
+                const("max_per_class", [max_det]),
+                const("iou", [iou], np.float32),
+                const("conf", [conf], np.float32),
+            ],
+            "selected",
+            center_point_box=0,
+        )  # (K, 3): image, class, anchor
         image = node("Slice", [selected, const("c0", [0]), const("c1", [1]), const("ax1", [1])], "image")
         klass = node("Slice", [selected, const("c1b", [1]), const("c2", [2]), const("ax1b", [1])], "klass")
         anchor = node("Slice", [selected, const("c2b", [2]), const("c3", [3]), const("ax1c", [1])], "anchor")
         box = node("GatherND", [boxes, node("Concat", [image, anchor], "image_anchor", axis=1)], "box")
         score = node("GatherND", [by_class, selected], "score")
-        score = node("Unsqueeze", [score, const("ax_last", [1])], "score_col") if opset >= 13 else \
-            node("Unsqueeze", [score], "score_col", axes=[1])
-        as_float = lambda x, n: node("Cast", [x], n, to=TensorProto.FLOAT)
-        nodes.append(helper.make_node("Concat", [as_float(image, "image_f"), box, score, as_float(klass, "klass_f")],
-                                      ["detections"], name="nms/detections", axis=1))
+        score = (
+            node("Unsqueeze", [score, const("ax_last", [1])], "score_col")
+            if opset >= 13
+            else node("Unsqueeze", [score], "score_col", axes=[1])
+        )
+
+        def as_float(x, n):
+            return node("Cast", [x], n, to=TensorProto.FLOAT)
+
+        nodes.append(
+            helper.make_node(
+                "Concat",
+                [as_float(image, "image_f"), box, score, as_float(klass, "klass_f")],
+                ["detections"],
+                name="nms/detections",
+                axis=1,
+            )
+        )
         new_outputs = [helper.make_tensor_value_info("detections", TensorProto.FLOAT, ["detections", 7])]
     graph.node.extend(nodes)
     graph.initializer.extend(inits)
@@ -171,16 +226,29 @@ def export_onnx(model, exp, path, opset=None, dynamic_batch=True, decode=True, n
     proto.CopyFrom(base)
     if nms:
         add_nms(proto, nms, exp.test_conf, exp.nmsthre, exp.deploy_max_det)
-    metadata = {"class_names": json.dumps(list(exp.class_names), ensure_ascii=False),
-                "input_size": json.dumps(list(exp.test_size)), "preprocessing": PREPROCESSING,
-                "exp_name": exp.exp_name, "decode": json.dumps(bool(decode)), "strides": json.dumps([8, 16, 32]),
-                "nms": nms or "",
-                "output": ("cx, cy, w, h, objectness, class scores" if decode else
-                           "raw head: x, y grid offsets, log w, log h, objectness, class scores")}
+    metadata = {
+        "class_names": json.dumps(list(exp.class_names), ensure_ascii=False),
+        "input_size": json.dumps(list(exp.test_size)),
+        "preprocessing": PREPROCESSING,
+        "exp_name": exp.exp_name,
+        "decode": json.dumps(bool(decode)),
+        "strides": json.dumps([8, 16, 32]),
+        "nms": nms or "",
+        "output": (
+            "cx, cy, w, h, objectness, class scores"
+            if decode
+            else "raw head: x, y grid offsets, log w, log h, objectness, class scores"
+        ),
+    }
     if nms:
-        metadata.update(nms_conf=str(max(exp.test_conf, 1e-6)), nms_iou=str(exp.nmsthre), max_det=str(exp.deploy_max_det),
-                        output="detections (K, 7): image, x1, y1, x2, y2, score, class" if nms == "onnx"
-                        else "num_dets, det_boxes (x1, y1, x2, y2), det_scores, det_classes")
+        metadata.update(
+            nms_conf=str(max(exp.test_conf, 1e-6)),
+            nms_iou=str(exp.nmsthre),
+            max_det=str(exp.deploy_max_det),
+            output="detections (K, 7): image, x1, y1, x2, y2, score, class"
+            if nms == "onnx"
+            else "num_dets, det_boxes (x1, y1, x2, y2), det_scores, det_classes",
+        )
     for key, value in metadata.items():
         entry = proto.metadata_props.add()
         entry.key, entry.value = key, value
@@ -221,11 +289,21 @@ def check_parity(model, exp, onnx_path, base=None, decode=True, box_px=1e-2, box
         box_diff, score_diff = float(diff[..., :4].max()), float(diff[..., 4:].max())
         box_ok = (diff[..., :4] <= box_px + box_rel * np.abs(expected[..., :4])).all()
         if not (box_ok and score_diff <= score_abs):
-            raise UserError(f"{onnx_path}: onnxruntime output differs from torch (boxes up to "
-                            f"{box_diff:.2e}, scores up to {score_diff:.2e})")
+            raise UserError(
+                f"{onnx_path}: onnxruntime output differs from torch (boxes up to "
+                f"{box_diff:.2e}, scores up to {score_diff:.2e})"
+            )
         box_rel = float((diff[..., :4] / np.maximum(np.abs(expected[..., :4]), 1.0)).max())
-        report = {"box_diff": box_diff, "box_rel_diff": box_rel, "score_diff": score_diff, "images": len(images),
-                  "map_torch": None, "map_onnx": None, "map_images": 0, "notes": []}
+        report = {
+            "box_diff": box_diff,
+            "box_rel_diff": box_rel,
+            "score_diff": score_diff,
+            "images": len(images),
+            "map_torch": None,
+            "map_onnx": None,
+            "map_images": 0,
+            "notes": [],
+        }
         try:
             torch_map = split_map(TorchBackend(model, torch.device("cpu")), exp, "val", exp.parity_images)
         except UserError as err:  # no validation split yet: the output check above still holds
@@ -235,9 +313,13 @@ def check_parity(model, exp, onnx_path, base=None, decode=True, box_px=1e-2, box
         onnx_map = split_map(onnx_backend, exp, "val", exp.parity_images)
     if meta.get("nms") == "trt":
         report["notes"].append("EfficientNMS runs only in TensorRT: mAP compared on the graph before NMS")
-    report.update(map_torch=torch_map["mAP50_95"], map_onnx=onnx_map["mAP50_95"], map_images=torch_map["num_images"])
+    report.update(
+        map_torch=torch_map["mAP50_95"], map_onnx=onnx_map["mAP50_95"], map_images=torch_map["num_images"]
+    )
     if abs(report["map_torch"] - report["map_onnx"]) > exp.parity_map_tol:
-        raise UserError(f"{onnx_path}: mAP50:95 {report['map_onnx']:.4f} with onnxruntime vs "
-                        f"{report['map_torch']:.4f} with torch on {report['map_images']} validation images "
-                        f"(allowed difference {exp.parity_map_tol})")
+        raise UserError(
+            f"{onnx_path}: mAP50:95 {report['map_onnx']:.4f} with onnxruntime vs "
+            f"{report['map_torch']:.4f} with torch on {report['map_images']} validation images "
+            f"(allowed difference {exp.parity_map_tol})"
+        )
     return report

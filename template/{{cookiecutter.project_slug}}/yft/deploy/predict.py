@@ -40,8 +40,9 @@ def draw(img, detections, class_names):
         (w, h), base = cv2.getTextSize(label, cv2.FONT_HERSHEY_SIMPLEX, scale, 1)
         top = max(p1[1], h + base + 1)
         cv2.rectangle(out, (p1[0], top - h - base - 1), (p1[0] + w + 2, top), c, -1)
-        cv2.putText(out, label, (p1[0] + 1, top - base), cv2.FONT_HERSHEY_SIMPLEX, scale, (0, 0, 0), 1,
-                    cv2.LINE_AA)
+        cv2.putText(
+            out, label, (p1[0] + 1, top - base), cv2.FONT_HERSHEY_SIMPLEX, scale, (0, 0, 0), 1, cv2.LINE_AA
+        )
     return out
 
 
@@ -60,8 +61,9 @@ def list_sources(source, skip=None):
         skip = os.path.realpath(skip) if skip is not None else None
         found = []
         for top, dirs, files in os.walk(source):
-            dirs[:] = [d for d in dirs if not d.startswith(".")
-                       and os.path.realpath(os.path.join(top, d)) != skip]  # not our own outputs
+            dirs[:] = [
+                d for d in dirs if not d.startswith(".") and os.path.realpath(os.path.join(top, d)) != skip
+            ]  # not our own outputs
             found += [Path(top) / n for n in files if Path(n).suffix.lower() in wanted]
         return sorted(p for p in found if p.is_file())
     if source.is_absolute():
@@ -93,8 +95,10 @@ def output_names(paths, source):
     taken = {}
     for stem, suffix in out.values():
         taken[stem + suffix] = taken.get(stem + suffix, 0) + 1
-    return {p: ((stem if taken[stem + suffix] == 1 else rels[p]) + suffix, rels[p])
-            for p, (stem, suffix) in out.items()}
+    return {
+        p: ((stem if taken[stem + suffix] == 1 else rels[p]) + suffix, rels[p])
+        for p, (stem, suffix) in out.items()
+    }
 
 
 def image_problem(path):
@@ -145,9 +149,16 @@ class Detector:
 
 
 def coco_rows(dets, image_id, file_name, category_ids):
-    return [{"image_id": image_id, "file_name": file_name, "category_id": int(category_ids[int(c)]),
-             "bbox": [round(x1, 2), round(y1, 2), round(x2 - x1, 2), round(y2 - y1, 2)],
-             "score": round(s, 5)} for x1, y1, x2, y2, s, c in dets.tolist()]
+    return [
+        {
+            "image_id": image_id,
+            "file_name": file_name,
+            "category_id": int(category_ids[int(c)]),
+            "bbox": [round(x1, 2), round(y1, 2), round(x2 - x1, 2), round(y2 - y1, 2)],
+            "score": round(s, 5),
+        }
+        for x1, y1, x2, y2, s, c in dets.tolist()
+    ]
 
 
 def predict_video(detector, path, target, class_names):

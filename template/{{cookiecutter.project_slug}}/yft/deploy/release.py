@@ -48,7 +48,11 @@ def data_stats(exp):
         for ann in coco.get("annotations", []):
             name = names.get(ann["category_id"], str(ann["category_id"]))
             boxes[name] = boxes.get(name, 0) + 1
-        stats[split] = {"images": len(coco.get("images", [])), "boxes": sum(boxes.values()), "boxes_per_class": boxes}
+        stats[split] = {
+            "images": len(coco.get("images", [])),
+            "boxes": sum(boxes.values()),
+            "boxes_per_class": boxes,
+        }
     return stats
 
 
@@ -71,12 +75,16 @@ def gate(exp, device, ckpt, batch_size=8):
         checks.append({"name": name, "ok": bool(ok), "detail": detail})
 
     try:
-        metrics, _ = evaluate_backend(TorchBackend(load_model(exp, ckpt), device), exp, "test", device,
-                                      batch_size, progress=False)
+        metrics, _ = evaluate_backend(
+            TorchBackend(load_model(exp, ckpt), device), exp, "test", device, batch_size, progress=False
+        )
         evidence["metrics"] = metrics
         value = metrics["mAP50_95"] or 0.0
-        check("accuracy", value >= exp.release_min_map,
-              f"test mAP50:95 {value:.4f} (minimum {exp.release_min_map})")
+        check(
+            "accuracy",
+            value >= exp.release_min_map,
+            f"test mAP50:95 {value:.4f} (minimum {exp.release_min_map})",
+        )
     except UserError as err:
         check("accuracy", False, f"cannot evaluate on the test split: {err}")
 
@@ -86,26 +94,35 @@ def gate(exp, device, ckpt, batch_size=8):
         backend, _ = make_backend(exp, path, backend_name, device)
         row = measure(backend, exp, bench_images(exp, 16), bs, device=device)
         evidence["speed"] = row
-        check("speed", row["p50_ms"] <= exp.release_max_latency_ms,
-              f"{backend_name} batch {bs}: p50 {row['p50_ms']:.1f} ms, p95 {row['p95_ms']:.1f} ms "
-              f"(maximum {exp.release_max_latency_ms} ms)")
+        check(
+            "speed",
+            row["p50_ms"] <= exp.release_max_latency_ms,
+            f"{backend_name} batch {bs}: p50 {row['p50_ms']:.1f} ms, p95 {row['p95_ms']:.1f} ms "
+            f"(maximum {exp.release_max_latency_ms} ms)",
+        )
     except UserError as err:
         check("speed", False, f"cannot measure {backend_name} at batch {bs}: {err}")
 
     model_file = onnx_path if onnx_path.is_file() else ckpt
     size_mb = model_file.stat().st_size / 2**20
     evidence["model_file"], evidence["size_mb"] = model_file, size_mb
-    check("size", size_mb <= exp.release_max_model_mb,
-          f"{model_file.name} {size_mb:.2f} MB (maximum {exp.release_max_model_mb} MB)")
+    check(
+        "size",
+        size_mb <= exp.release_max_model_mb,
+        f"{model_file.name} {size_mb:.2f} MB (maximum {exp.release_max_model_mb} MB)",
+    )
 
     robustness = robustness_report(exp, ckpt)
     evidence["robustness"] = robustness
     if robustness:
         check("robustness", True, f"robustness run found: {relative(robustness)}")
     else:
-        check("robustness", not exp.release_require_robustness,
-              "no robustness run found (`invoke robustness` writes runs/<exp>/robustness_<split>/robustness.json)"
-              + ("" if exp.release_require_robustness else "; not required by the Exp"))
+        check(
+            "robustness",
+            not exp.release_require_robustness,
+            "no robustness run found (`invoke robustness` writes runs/<exp>/robustness_<split>/robustness.json)"
+            + ("" if exp.release_require_robustness else "; not required by the Exp"),
+        )
     evidence["onnx"] = onnx_path if onnx_path.is_file() else None
     evidence["engine"] = engine_path if engine_path.is_file() else None
     return checks, evidence
@@ -114,43 +131,83 @@ def gate(exp, device, ckpt, batch_size=8):
 def model_card(exp, version, checks, evidence, stats):
     """MODEL_CARD.md text."""
     metrics = evidence.get("metrics") or {}
-    pct = lambda v: "n/a" if v is None else f"{100 * v:.2f}"
-    lines = [f"# {exp.exp_name} {version}", "",
-             f"YOLOX `{exp.model_name}` at {exp.test_size[0]}x{exp.test_size[1]} px, finetuned with this project "
-             f"(released {datetime.date.today().isoformat()}).", "", "## Classes", ""]
-    lines += [f"{i}. `{name}` (category id {cid})" for i, (name, cid) in enumerate(zip(exp.class_names, exp.category_ids()))]
+
+    def pct(v):
+        return "n/a" if v is None else f"{100 * v:.2f}"
+
+    lines = [
+        f"# {exp.exp_name} {version}",
+        "",
+        f"YOLOX `{exp.model_name}` at {exp.test_size[0]}x{exp.test_size[1]} px, finetuned with this project "
+        f"(released {datetime.date.today().isoformat()}).",
+        "",
+        "## Classes",
+        "",
+    ]
+    lines += [
+        f"{i}. `{name}` (category id {cid})"
+        for i, (name, cid) in enumerate(zip(exp.class_names, exp.category_ids()))
+    ]
     lines += ["", "## Data", "", "| split | images | boxes |", "| --- | ---: | ---: |"]
     lines += [f"| {s} | {v['images']} | {v['boxes']} |" for s, v in stats.items()]
-    lines += ["", "## Metrics (test split)", "",
-              f"mAP50:95 {pct(metrics.get('mAP50_95'))}, mAP50 {pct(metrics.get('mAP50'))}, "
-              f"mAP75 {pct(metrics.get('mAP75'))} on {metrics.get('num_images', 0)} images.", "",
-              "| class | AP50:95 | AP50 | test boxes |", "| --- | ---: | ---: | ---: |"]
+    lines += [
+        "",
+        "## Metrics (test split)",
+        "",
+        f"mAP50:95 {pct(metrics.get('mAP50_95'))}, mAP50 {pct(metrics.get('mAP50'))}, "
+        f"mAP75 {pct(metrics.get('mAP75'))} on {metrics.get('num_images', 0)} images.",
+        "",
+        "| class | AP50:95 | AP50 | test boxes |",
+        "| --- | ---: | ---: | ---: |",
+    ]
     for name, row in (metrics.get("per_class") or {}).items():
         lines.append(f"| {name} | {pct(row['AP50_95'])} | {pct(row['AP50'])} | {row['num_gt']} |")
     speed = evidence.get("speed")
     lines += ["", "## Speed", ""]
-    lines.append(f"{speed['backend']} at batch {speed['batch_size']}: p50 {speed['p50_ms']:.1f} ms, "
-                 f"p95 {speed['p95_ms']:.1f} ms, {speed['images_per_s']:.1f} images/s, end to end "
-                 "(letterbox, model, decode, NMS)." if speed else "not measured.")
-    lines += ["", "## Release checks", ""] + [f"- [{'x' if c['ok'] else ' '}] {c['name']}: {c['detail']}" for c in checks]
+    lines.append(
+        f"{speed['backend']} at batch {speed['batch_size']}: p50 {speed['p50_ms']:.1f} ms, "
+        f"p95 {speed['p95_ms']:.1f} ms, {speed['images_per_s']:.1f} images/s, end to end "
+        "(letterbox, model, decode, NMS)."
+        if speed
+        else "not measured."
+    )
+    lines += ["", "## Release checks", ""] + [
+        f"- [{'x' if c['ok'] else ' '}] {c['name']}: {c['detail']}" for c in checks
+    ]
     lines += ["", "## Files", "", "- `weights.pth`: the checkpoint (PyTorch)"]
     if evidence.get("onnx"):
-        lines.append("- `model.onnx`: ONNX, class names and preprocessing in its metadata; "
-                     "`model.onnx.parity.json`: its check against torch")
+        lines.append(
+            "- `model.onnx`: ONNX, class names and preprocessing in its metadata; "
+            "`model.onnx.parity.json`: its check against torch"
+        )
     if evidence.get("engine"):
-        lines.append("- `model.engine`: TensorRT engine; `model.engine.json`: its precision, TensorRT version, GPU "
-                     "(an engine runs only on the GPU model and TensorRT version it was built with)")
-    lines += ["- `metrics.json`, `checks.json`", "", "## Preprocessing", "",
-              "BGR image letterboxed to the input size (top-left, pad 114), CHW float32, no normalisation; "
-              "boxes map back by dividing by the resize ratio.", "", "## Known limits", ""]
-    limits = [f"Trained and evaluated only on `{Path(exp.data_dir).name}`; expect lower accuracy on other cameras, "
-              "scenes or object sizes.",
-              f"Detects only the {len(exp.class_names)} classes above.",
-              f"Input is resized to {exp.test_size[0]}x{exp.test_size[1]}: objects only a few pixels across "
-              "after resizing are often missed."]
+        lines.append(
+            "- `model.engine`: TensorRT engine; `model.engine.json`: its precision, TensorRT version, GPU "
+            "(an engine runs only on the GPU model and TensorRT version it was built with)"
+        )
+    lines += [
+        "- `metrics.json`, `checks.json`",
+        "",
+        "## Preprocessing",
+        "",
+        "BGR image letterboxed to the input size (top-left, pad 114), CHW float32, no normalisation; "
+        "boxes map back by dividing by the resize ratio.",
+        "",
+        "## Known limits",
+        "",
+    ]
+    limits = [
+        f"Trained and evaluated only on `{Path(exp.data_dir).name}`; expect lower accuracy on other cameras, "
+        "scenes or object sizes.",
+        f"Detects only the {len(exp.class_names)} classes above.",
+        f"Input is resized to {exp.test_size[0]}x{exp.test_size[1]}: objects only a few pixels across "
+        "after resizing are often missed.",
+    ]
     if not evidence.get("robustness"):
-        limits.append("No robustness run was found: behaviour under blur, noise, lighting changes and "
-                      "occlusion is untested.")
+        limits.append(
+            "No robustness run was found: behaviour under blur, noise, lighting changes and "
+            "occlusion is untested."
+        )
     missing = [s for s in ("train", "val", "test") if s not in stats]
     if missing:
         limits.append(f"Split(s) without annotations: {', '.join(missing)}.")
@@ -170,8 +227,10 @@ def release(exp, device, ckpt=None, version=None, batch_size=8):
         print(f"{'pass' if c['ok'] else 'FAIL'}  {c['name']:<10} {c['detail']}")
     misses = [c["name"] for c in checks if not c["ok"]]
     if misses:
-        raise UserError(f"release blocked: {len(misses)} of {len(checks)} checks missed ({', '.join(misses)}); "
-                        "fix them or change the release_* thresholds in the Exp")
+        raise UserError(
+            f"release blocked: {len(misses)} of {len(checks)} checks missed ({', '.join(misses)}); "
+            "fix them or change the release_* thresholds in the Exp"
+        )
 
     root = run_dir(exp, "release")
     version = version or next_version(root)
@@ -195,15 +254,26 @@ def release(exp, device, ckpt=None, version=None, batch_size=8):
         metrics = dict(evidence.get("metrics") or {})
         metrics["speed_release"] = evidence.get("speed")
         write_json(staging / "metrics.json", metrics, indent=2)
-        write_json(staging / "checks.json", {"version": version, "checkpoint": relative(ckpt), "checks": checks,
-                                             "robustness": relative(evidence["robustness"]) if evidence["robustness"] else None},
-                   indent=2)
+        write_json(
+            staging / "checks.json",
+            {
+                "version": version,
+                "checkpoint": relative(ckpt),
+                "checks": checks,
+                "robustness": relative(evidence["robustness"]) if evidence["robustness"] else None,
+            },
+            indent=2,
+        )
         stats = data_stats(exp)
-        (staging / "MODEL_CARD.md").write_text(model_card(exp, version, checks, evidence, stats), encoding="utf-8")
+        (staging / "MODEL_CARD.md").write_text(
+            model_card(exp, version, checks, evidence, stats), encoding="utf-8"
+        )
         staging.rename(final)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
-    print(f"release {version} written to {relative(final)}: " + ", ".join(sorted(p.name for p in final.iterdir())))
+    print(
+        f"release {version} written to {relative(final)}: "
+        + ", ".join(sorted(p.name for p in final.iterdir()))
+    )
     return final
-

@@ -23,6 +23,7 @@ from yft.inference import INSTALL_HINT, import_tensorrt, letterbox, onnx_metadat
 from yft.io import write_atomic, write_json
 from yft.project import UserError, relative
 
+
 def missing_requirements():
     """What this machine lacks for building or running an engine ([] when nothing)."""
     import importlib.util
@@ -113,9 +114,21 @@ def make_calibrator(trt, batches, cache_path):
     return EntropyCalibrator()
 
 
-def build_engine(onnx_path, engine_path, input_size, *, fp16=False, int8=False, calib=None,
-                 calib_cache=None, min_batch=1, opt_batch=1, max_batch=1, workspace_gb=4.0,
-                 timing_cache=None):
+def build_engine(
+    onnx_path,
+    engine_path,
+    input_size,
+    *,
+    fp16=False,
+    int8=False,
+    calib=None,
+    calib_cache=None,
+    min_batch=1,
+    opt_batch=1,
+    max_batch=1,
+    workspace_gb=4.0,
+    timing_cache=None,
+):
     """Parse the ONNX model, build and write a serialized engine (atomically). Returns the
     TensorRT version. `calib` is a CalibrationBatches (INT8 only)."""
     trt = import_tensorrt(onnx_path)
@@ -137,13 +150,17 @@ def build_engine(onnx_path, engine_path, input_size, *, fp16=False, int8=False, 
     chw = (3, *input_size)
     if images.shape[0] == -1:
         if not 1 <= min_batch <= opt_batch <= max_batch:
-            raise UserError(f"batch sizes must satisfy 1 <= min ({min_batch}) <= opt ({opt_batch}) <= max ({max_batch})")
+            raise UserError(
+                f"batch sizes must satisfy 1 <= min ({min_batch}) <= opt ({opt_batch}) <= max ({max_batch})"
+            )
         profile = builder.create_optimization_profile()
         profile.set_shape(images.name, (min_batch, *chw), (opt_batch, *chw), (max_batch, *chw))
         config.add_optimization_profile(profile)
     elif (min_batch, opt_batch, max_batch) != (images.shape[0],) * 3:
-        raise UserError(f"{onnx_path}: has a fixed batch of {images.shape[0]}; export it with "
-                        "--dynamic-batch for other batch sizes")
+        raise UserError(
+            f"{onnx_path}: has a fixed batch of {images.shape[0]}; export it with "
+            "--dynamic-batch for other batch sizes"
+        )
     if fp16:
         config.set_flag(trt.BuilderFlag.FP16)
     if int8:
@@ -154,7 +171,9 @@ def build_engine(onnx_path, engine_path, input_size, *, fp16=False, int8=False, 
             shape = (calib.batch_size, *chw)
             calib_profile.set_shape(images.name, shape, shape, shape)
             config.set_calibration_profile(calib_profile)
-    cache = config.create_timing_cache(Path(timing_cache).read_bytes() if timing_cache and Path(timing_cache).is_file() else b"")
+    cache = config.create_timing_cache(
+        Path(timing_cache).read_bytes() if timing_cache and Path(timing_cache).is_file() else b""
+    )
     config.set_timing_cache(cache, ignore_mismatch=False)
 
     serialized = builder.build_serialized_network(network, config)
@@ -169,14 +188,23 @@ def build_engine(onnx_path, engine_path, input_size, *, fp16=False, int8=False, 
 def sidecar(exp, onnx_path, precision, batches, trt_version, gpu, calib_images=0):
     """What a deployment needs to know about an engine besides the engine itself."""
     meta = onnx_metadata(onnx_path)
-    return {"schema": 1, "class_names": list(exp.class_names), "category_ids": list(exp.category_ids()),
-            "input_size": list(exp.test_size), "preprocessing": meta.get("preprocessing"),
-            "decode": meta.get("decode", "true") == "true", "nms": meta.get("nms") or None,
-            "precision": precision, "calibration_images": calib_images,
-            "batch": dict(zip(("min", "opt", "max"), batches)),
-            "tensorrt_version": trt_version, "gpu": gpu, "onnx": Path(onnx_path).name,
-            "onnx_sha256": hashlib.sha256(Path(onnx_path).read_bytes()).hexdigest(),
-            "built": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}
+    return {
+        "schema": 1,
+        "class_names": list(exp.class_names),
+        "category_ids": list(exp.category_ids()),
+        "input_size": list(exp.test_size),
+        "preprocessing": meta.get("preprocessing"),
+        "decode": meta.get("decode", "true") == "true",
+        "nms": meta.get("nms") or None,
+        "precision": precision,
+        "calibration_images": calib_images,
+        "batch": dict(zip(("min", "opt", "max"), batches)),
+        "tensorrt_version": trt_version,
+        "gpu": gpu,
+        "onnx": Path(onnx_path).name,
+        "onnx_sha256": hashlib.sha256(Path(onnx_path).read_bytes()).hexdigest(),
+        "built": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+    }
 
 
 def write_sidecar(engine_path, info):

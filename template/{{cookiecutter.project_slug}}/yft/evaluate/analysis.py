@@ -30,11 +30,17 @@ def operating_point(matches, t_index):
     tps = np.concatenate(tps) if tps else np.zeros(0, bool)
     if not num_gt:
         fp = int(len(scores))
-        return {"conf": None, "precision": None if not fp else 0.0, "recall": None, "f1": None,
-                "tp": 0, "fp": fp, "fn": 0}
+        return {
+            "conf": None,
+            "precision": None if not fp else 0.0,
+            "recall": None,
+            "f1": None,
+            "tp": 0,
+            "fp": fp,
+            "fn": 0,
+        }
     if not len(scores):
-        return {"conf": None, "precision": None, "recall": 0.0, "f1": 0.0, "tp": 0, "fp": 0,
-                "fn": num_gt}
+        return {"conf": None, "precision": None, "recall": 0.0, "f1": 0.0, "tp": 0, "fp": 0, "fn": num_gt}
     order = np.argsort(-scores, kind="mergesort")
     scores, tps = scores[order], tps[order]
     tp = np.cumsum(tps)
@@ -47,11 +53,24 @@ def operating_point(matches, t_index):
         f1 = np.where(tp > 0, 2 * precision * recall / (precision + recall), 0.0)
     best = int(np.argmax(f1))
     if f1[best] == 0:  # no detection is correct: no threshold is better than another
-        return {"conf": None, "precision": 0.0, "recall": 0.0, "f1": 0.0, "tp": 0,
-                "fp": int(fp[-1]), "fn": num_gt}
-    return {"conf": _round(s[best]), "precision": _round(precision[best]),
-            "recall": _round(recall[best]), "f1": _round(f1[best]), "tp": int(tp[best]),
-            "fp": int(fp[best]), "fn": int(num_gt - tp[best])}
+        return {
+            "conf": None,
+            "precision": 0.0,
+            "recall": 0.0,
+            "f1": 0.0,
+            "tp": 0,
+            "fp": int(fp[-1]),
+            "fn": num_gt,
+        }
+    return {
+        "conf": _round(s[best]),
+        "precision": _round(precision[best]),
+        "recall": _round(recall[best]),
+        "f1": _round(f1[best]),
+        "tp": int(tp[best]),
+        "fp": int(fp[best]),
+        "fn": int(num_gt - tp[best]),
+    }
 
 
 def per_class_at(matches, num_classes, conf, t_index=T50):
@@ -99,8 +118,11 @@ def _classify_image(m, conf):
         true = -1
         if kinds[int(d)] == "wrong_class":
             # the confusion matrix pairs it with the missed box of another class it covers best
-            free = [(overlap[j], int(g)) for j, g in enumerate(regular)
-                    if int(g) in missed and int(g) not in other_class and not same[j] and overlap[j] >= 0.5]
+            free = [
+                (overlap[j], int(g))
+                for j, g in enumerate(regular)
+                if int(g) in missed and int(g) not in other_class and not same[j] and overlap[j] >= 0.5
+            ]
             if free:
                 true = max(free)[1]
                 other_class.add(true)
@@ -130,8 +152,14 @@ def error_analysis(matches, num_classes, conf):
             area = m.gt_area[g]
             fn["small" if area < SMALL else "medium" if area < MEDIUM else "large"] += 1
             fn["detected_as_other_class"] += int(g in other_class)
-        per_image.append({"image_id": int(m.image_id), "file_name": m.file_name,
-                          "false_positives": len(kinds), "false_negatives": len(missed)})
+        per_image.append(
+            {
+                "image_id": int(m.image_id),
+                "file_name": m.file_name,
+                "false_positives": len(kinds),
+                "false_negatives": len(missed),
+            }
+        )
     fp["total"] = sum(fp.values())
     return {"matrix": matrix, "false_positives": fp, "false_negatives": fn, "per_image": per_image}
 
@@ -151,7 +179,8 @@ def class_groups(per_class_ap, class_mode, num_coco=80):
     for name, part in (("coco", rows[:num_coco]), ("new", rows[num_coco:])):
         with_gt = [r for r in part if r["AP50_95"] is not None]
         groups[name] = {
-            "num_classes": len(part), "classes_with_gt": len(with_gt),
+            "num_classes": len(part),
+            "classes_with_gt": len(with_gt),
             "mAP50_95": _round(np.mean([r["AP50_95"] for r in with_gt])) if with_gt else None,
             "mAP50": _round(np.mean([r["AP50"] for r in with_gt])) if with_gt else None,
         }

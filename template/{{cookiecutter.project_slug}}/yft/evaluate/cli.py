@@ -15,8 +15,21 @@ def check_split(split):
         raise UserError(f"--split {split}: use val or test")
 
 
-def run_eval(exp, device, ckpt, split, backend_name, batch_size, out=None, conf=None,
-             engine="auto", analysis=True, progress=True, html=True, force=False):
+def run_eval(
+    exp,
+    device,
+    ckpt,
+    split,
+    backend_name,
+    batch_size,
+    out=None,
+    conf=None,
+    engine="auto",
+    analysis=True,
+    progress=True,
+    html=True,
+    force=False,
+):
     """Evaluate a checkpoint (or ONNX model) on a split; write one eval folder (a new one on a
     rerun, yft.runs.output_dir):
     metrics.json, detections.json, report.md and (with analysis) the figures; then (html) the
@@ -35,19 +48,25 @@ def run_eval(exp, device, ckpt, split, backend_name, batch_size, out=None, conf=
     metrics["speed"]["latency_ms_batch1"] = latency_batch1(backend, exp, split, device)
     if analysis:
         metrics, matches, precision = report.analyse(
-            metrics, results, dataset, exp.class_names, exp.category_ids(), exp.class_mode, conf)
+            metrics, results, dataset, exp.class_names, exp.category_ids(), exp.class_mode, conf
+        )
         report.write_figures(metrics, matches, precision, exp.class_names, image_dir(exp, split), out)
         metrics["files"] = dict(report.FILES)
         if metrics["mAP50"] is None:
             metrics["files"].pop("pr_curves")
     from yft.io import write_atomic
-    write_atomic(out / report.FILES["report"], report.markdown(metrics, f"Evaluation: {exp.exp_name}").encode("utf-8"))
+
+    write_atomic(
+        out / report.FILES["report"], report.markdown(metrics, f"Evaluation: {exp.exp_name}").encode("utf-8")
+    )
     write_report(metrics, results, out)
     print(format_table(metrics))
     op = metrics.get("operating_point", {}).get("iou50")
     if op and op["conf"] is not None:
-        print(f"F1-best at IoU 0.5: conf {op['conf']}  precision {op['precision']:.3f}  "
-              f"recall {op['recall']:.3f}  F1 {op['f1']:.3f}")
+        print(
+            f"F1-best at IoU 0.5: conf {op['conf']}  precision {op['precision']:.3f}  "
+            f"recall {op['recall']:.3f}  F1 {op['f1']:.3f}"
+        )
     print(f"metrics written to {relative(out / 'metrics.json')}, report {relative(out / 'report.md')}")
     if html:
         print_report(*write_html_report(exp, path.parent, out, split, matches if analysis else None))
@@ -67,7 +86,9 @@ def resolve_run(exp, run=None):
 
     if run and Path(run).is_dir():
         if not run_files.looks_like_run(Path(run)):
-            raise UserError(f"--run {run}: not a run folder (no checkpoint, training log or eval folder in it)")
+            raise UserError(
+                f"--run {run}: not a run folder (no checkpoint, training log or eval folder in it)"
+            )
         return Path(run)
     if run and ("/" in str(run) or "\\" in str(run)):
         raise UserError(f"--run {run}: no such folder")

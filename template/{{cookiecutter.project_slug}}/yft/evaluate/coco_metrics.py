@@ -10,8 +10,20 @@ import numpy as np
 
 from yft.evaluate.engine import gt_dict, run_cocoeval
 
-SUMMARY_KEYS = ("mAP50_95", "mAP50", "mAP75", "mAP_small", "mAP_medium", "mAP_large",
-                "AR1", "AR10", "AR100", "AR_small", "AR_medium", "AR_large")
+SUMMARY_KEYS = (
+    "mAP50_95",
+    "mAP50",
+    "mAP75",
+    "mAP_small",
+    "mAP_medium",
+    "mAP_large",
+    "AR1",
+    "AR10",
+    "AR100",
+    "AR_small",
+    "AR_medium",
+    "AR_large",
+)
 
 
 def _defined(value):
@@ -27,18 +39,23 @@ def coco_metrics(coco_gt, detections, class_names, category_ids, engine="auto"):
     """
     dataset = gt_dict(coco_gt)
     notes = []
-    num_gt = {cid: 0 for cid in category_ids}
+    num_gt = dict.fromkeys(category_ids, 0)
     for ann in dataset["annotations"]:
         if not ann.get("iscrowd", 0) and ann["category_id"] in num_gt:
             num_gt[ann["category_id"]] += 1
-    result = {key: None for key in SUMMARY_KEYS}
-    per_class = {name: {"AP50_95": None, "AP50": None, "AP75": None, "num_gt": num_gt[cid]}
-                 for name, cid in zip(class_names, category_ids)}
+    result = dict.fromkeys(SUMMARY_KEYS)
+    per_class = {
+        name: {"AP50_95": None, "AP50": None, "AP75": None, "num_gt": num_gt[cid]}
+        for name, cid in zip(class_names, category_ids)
+    }
     result["per_class"] = per_class
     if not any(num_gt.values()):
         crowd_only = any(ann.get("iscrowd", 0) for ann in dataset["annotations"])
-        notes.append("the split has no ground-truth boxes" + (" (only crowd regions)" if crowd_only else "")
-                     + ": AP and AR are undefined")
+        notes.append(
+            "the split has no ground-truth boxes"
+            + (" (only crowd regions)" if crowd_only else "")
+            + ": AP and AR are undefined"
+        )
         result["notes"] = notes
         return result
     if not detections:
@@ -81,7 +98,7 @@ def coco_metrics(coco_gt, detections, class_names, category_ids, engine="auto"):
 def _undefined_sizes(result, dataset, notes):
     """Without detections every AP is 0, except for size buckets with no ground truth."""
     areas = [ann.get("area", 0) for ann in dataset["annotations"] if not ann.get("iscrowd", 0)]
-    buckets = {"small": (0, 32 ** 2), "medium": (32 ** 2, 96 ** 2), "large": (96 ** 2, 1e10)}
+    buckets = {"small": (0, 32**2), "medium": (32**2, 96**2), "large": (96**2, 1e10)}
     empty = [size for size, (lo, hi) in buckets.items() if not any(lo <= a <= hi for a in areas)]
     for size in empty:
         result[f"mAP_{size}"] = result[f"AR_{size}"] = None
@@ -95,7 +112,12 @@ def to_coco_results(detections_per_image, image_ids, category_ids):
     results = []
     for det, image_id in zip(detections_per_image, image_ids):
         for x1, y1, x2, y2, score, cls in det.tolist():
-            results.append({"image_id": int(image_id), "category_id": int(category_ids[int(cls)]),
-                            "bbox": [round(x1, 2), round(y1, 2), round(x2 - x1, 2), round(y2 - y1, 2)],
-                            "score": round(score, 5)})
+            results.append(
+                {
+                    "image_id": int(image_id),
+                    "category_id": int(category_ids[int(cls)]),
+                    "bbox": [round(x1, 2), round(y1, 2), round(x2 - x1, 2), round(y2 - y1, 2)],
+                    "score": round(score, 5),
+                }
+            )
     return results

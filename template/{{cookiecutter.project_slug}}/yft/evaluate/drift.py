@@ -28,8 +28,18 @@ from yft.io import write_atomic, write_json, write_png
 from yft.project import UserError, relative, run_dir
 from yft.runs import output_dir
 
-STATS = ("brightness", "contrast", "saturation", "sharpness", "mean_b", "mean_g", "mean_r",
-         "width", "height", "aspect")
+STATS = (
+    "brightness",
+    "contrast",
+    "saturation",
+    "sharpness",
+    "mean_b",
+    "mean_g",
+    "mean_r",
+    "width",
+    "height",
+    "aspect",
+)
 
 
 def image_stats(img):
@@ -37,8 +47,18 @@ def image_stats(img):
     hsv = cv2.cvtColor(img, cv2.COLOR_BGR2HSV)
     b, g, r = img.reshape(-1, 3).mean(axis=0)
     h, w = gray.shape
-    return [gray.mean(), gray.std(), hsv[..., 1].mean(), cv2.Laplacian(gray, cv2.CV_64F).var(),
-            b, g, r, w, h, w / h]
+    return [
+        gray.mean(),
+        gray.std(),
+        hsv[..., 1].mean(),
+        cv2.Laplacian(gray, cv2.CV_64F).var(),
+        b,
+        g,
+        r,
+        w,
+        h,
+        w / h,
+    ]
 
 
 @torch.no_grad()
@@ -46,7 +66,7 @@ def embed(model, exp, images, device, batch_size=16):
     """Backbone (FPN) features, averaged over space and concatenated: (N, channels)."""
     feats = []
     for start in range(0, len(images), batch_size):
-        batch = np.stack([letterbox(img, exp.test_size)[0] for img in images[start:start + batch_size]])
+        batch = np.stack([letterbox(img, exp.test_size)[0] for img in images[start : start + batch_size]])
         outs = model.backbone(torch.from_numpy(batch).to(device).float())
         feats.append(torch.cat([o.mean(dim=(2, 3)) for o in outs], dim=1).cpu().numpy())
     return np.concatenate(feats).astype(np.float64)
@@ -67,8 +87,11 @@ def mmd_test(x, y, permutations=200, seed=0):
     def mmd(idx):
         a, b = idx[:n], idx[n:]
         kxx, kyy, kxy = k[np.ix_(a, a)], k[np.ix_(b, b)], k[np.ix_(a, b)]
-        return ((kxx.sum() - np.trace(kxx)) / (len(a) * (len(a) - 1))
-                + (kyy.sum() - np.trace(kyy)) / (len(b) * (len(b) - 1)) - 2 * kxy.mean())
+        return (
+            (kxx.sum() - np.trace(kxx)) / (len(a) * (len(a) - 1))
+            + (kyy.sum() - np.trace(kyy)) / (len(b) * (len(b) - 1))
+            - 2 * kxy.mean()
+        )
 
     observed = mmd(np.arange(len(z)))
     rng = np.random.default_rng(seed)
@@ -87,8 +110,18 @@ def atypicality(train, new, k=5):
     return d_new / (ref if ref > 0 else 1.0)
 
 
-def drift(exp, device, images, ckpt=None, max_images=500, permutations=200, seed=0, out=None, progress=True,
-          force=False):
+def drift(
+    exp,
+    device,
+    images,
+    ckpt=None,
+    max_images=500,
+    permutations=200,
+    seed=0,
+    out=None,
+    progress=True,
+    force=False,
+):
     """Compare a folder of new images with the training split; drift.json, drift.md, a sheet."""
     from scipy.stats import ks_2samp
 
@@ -102,7 +135,9 @@ def drift(exp, device, images, ckpt=None, max_images=500, permutations=200, seed
     if len(train_files) < 3 or len(new_files) < 3:
         raise UserError("drift needs at least 3 training images and 3 new images")
     if len(train_files) > max_images:
-        train_files = [train_files[i] for i in sorted(rng.choice(len(train_files), max_images, replace=False))]
+        train_files = [
+            train_files[i] for i in sorted(rng.choice(len(train_files), max_images, replace=False))
+        ]
     if len(new_files) > max_images:
         new_files = [new_files[i] for i in sorted(rng.choice(len(new_files), max_images, replace=False))]
     ckpt = Path(ckpt) if ckpt else default_checkpoint(exp)
@@ -120,10 +155,12 @@ def drift(exp, device, images, ckpt=None, max_images=500, permutations=200, seed
     tests = {}
     for j, name in enumerate(STATS):
         res = ks_2samp(stats_train[:, j], stats_new[:, j])
-        tests[name] = {"train_mean": round(float(stats_train[:, j].mean()), 3),
-                       "new_mean": round(float(stats_new[:, j].mean()), 3),
-                       "ks": round(float(res.statistic), 4),
-                       "p_value": round(float(min(1.0, res.pvalue * len(STATS))), 5)}  # Bonferroni
+        tests[name] = {
+            "train_mean": round(float(stats_train[:, j].mean()), 3),
+            "new_mean": round(float(stats_new[:, j].mean()), 3),
+            "ks": round(float(res.statistic), 4),
+            "p_value": round(float(min(1.0, res.pvalue * len(STATS))), 5),
+        }  # Bonferroni
     e_train, e_new = embed(model, exp, train_imgs, device), embed(model, exp, new_imgs, device)
     mean, std = e_train.mean(0), e_train.std(0) + 1e-6
     e_train, e_new = (e_train - mean) / std, (e_new - mean) / std
@@ -132,12 +169,23 @@ def drift(exp, device, images, ckpt=None, max_images=500, permutations=200, seed
     order = np.argsort(-atyp)
     worst = [{"file": str(new_paths[i]), "atypicality": round(float(atyp[i]), 3)} for i in order[:24]]
     shifted = [n for n, t in tests.items() if t["p_value"] < 0.05]
-    result = {"checkpoint": relative(ckpt), "train_images": len(train_imgs), "new_images": len(new_imgs),
-              "drift_score": round(score, 6), "threshold": round(threshold, 6), "p_value": round(p, 4),
-              "drift": bool(score > threshold), "shifted_statistics": shifted, "statistics": tests,
-              "most_atypical": worst,
-              "verdict": ("drift: the new images differ from the training images" if score > threshold
-                          else "no significant drift")}
+    result = {
+        "checkpoint": relative(ckpt),
+        "train_images": len(train_imgs),
+        "new_images": len(new_imgs),
+        "drift_score": round(score, 6),
+        "threshold": round(threshold, 6),
+        "p_value": round(p, 4),
+        "drift": bool(score > threshold),
+        "shifted_statistics": shifted,
+        "statistics": tests,
+        "most_atypical": worst,
+        "verdict": (
+            "drift: the new images differ from the training images"
+            if score > threshold
+            else "no significant drift"
+        ),
+    }
     tiles = []
     for row in worst[:12]:
         tile, *_ = plots.fit_tile(cv2.imread(row["file"]), 256)
@@ -149,10 +197,15 @@ def drift(exp, device, images, ckpt=None, max_images=500, permutations=200, seed
 
 
 def markdown(r):
-    lines = [f"# Drift: {r['new_images']} new images vs {r['train_images']} training images", "",
-             f"**{r['verdict']}**: embedding MMD^2 {r['drift_score']:.5f}, threshold {r['threshold']:.5f} "
-             f"(95th percentile without drift), p = {r['p_value']}", "",
-             "| statistic | train mean | new mean | KS | p (Bonferroni) |", "| --- | --- | --- | --- | --- |"]
+    lines = [
+        f"# Drift: {r['new_images']} new images vs {r['train_images']} training images",
+        "",
+        f"**{r['verdict']}**: embedding MMD^2 {r['drift_score']:.5f}, threshold {r['threshold']:.5f} "
+        f"(95th percentile without drift), p = {r['p_value']}",
+        "",
+        "| statistic | train mean | new mean | KS | p (Bonferroni) |",
+        "| --- | --- | --- | --- | --- |",
+    ]
     for name, t in r["statistics"].items():
         lines.append(f"| {name} | {t['train_mean']} | {t['new_mean']} | {t['ks']} | {t['p_value']} |")
     lines += ["", "Most atypical new images (distance to the nearest training images, 1 = typical):", ""]

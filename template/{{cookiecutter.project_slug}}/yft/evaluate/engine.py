@@ -31,19 +31,23 @@ def available_engines():
 def _evaluator_class(engine):
     if engine == "faster":
         from faster_coco_eval import COCO, COCOeval_faster
+
         return COCO, COCOeval_faster
     if engine == "yolox":
         import importlib.util
 
         from pycocotools.coco import COCO
+
         # Without the prebuilt op, COCOeval_opt would compile it with a C++ compiler on first use.
         if importlib.util.find_spec("yolox.layers.fast_cocoeval") is None:
             raise ImportError("yolox was installed without its compiled COCOeval op")
         from yolox.layers import COCOeval_opt
+
         return COCO, COCOeval_opt
     if engine == "pycocotools":
         from pycocotools.coco import COCO
         from pycocotools.cocoeval import COCOeval
+
         return COCO, COCOeval
     raise ValueError(f"unknown COCO evaluation engine {engine!r}: use one of {', '.join(ENGINES)}")
 
@@ -86,8 +90,9 @@ def run_cocoeval(coco_gt, detections, engine="auto", gt_object=None):
     with contextlib.redirect_stdout(io.StringIO()):
         dt = gt.loadRes(copies)
         if engine == "faster":
-            evaluator = evaluator_class(gt, dt, "bbox", print_function=lambda *a, **k: None,
-                                        separate_eval=True)
+            evaluator = evaluator_class(
+                gt, dt, "bbox", print_function=lambda *a, **k: None, separate_eval=True
+            )
         else:
             evaluator = evaluator_class(gt, dt, "bbox")
         evaluator.evaluate()

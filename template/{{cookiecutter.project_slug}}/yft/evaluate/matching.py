@@ -16,7 +16,7 @@ import numpy as np
 IOU_THRESHOLDS = np.linspace(0.5, 0.95, int(np.round((0.95 - 0.5) / 0.05)) + 1, endpoint=True)
 RECALL_THRESHOLDS = np.linspace(0.0, 1.00, int(np.round((1.00 - 0.0) / 0.01)) + 1, endpoint=True)
 MAX_DETS = 100
-SMALL, MEDIUM = 32 ** 2, 96 ** 2  # COCO's size buckets (area in pixels)
+SMALL, MEDIUM = 32**2, 96**2  # COCO's size buckets (area in pixels)
 
 
 @dataclass
@@ -142,7 +142,8 @@ def match_dataset(dataset, detections, category_ids):
         order = np.argsort(-scores, kind="mergesort")
         dets = [dets[i] for i in order]
         match = ImageMatch(
-            image_id=im["id"], file_name=im.get("file_name", ""),
+            image_id=im["id"],
+            file_name=im.get("file_name", ""),
             gt_boxes=as_boxes([a["bbox"] for a in gts]),
             gt_cls=np.array([index[a["category_id"]] for a in gts], np.int64),
             gt_crowd=np.array([bool(a.get("iscrowd", 0)) for a in gts], bool),
@@ -182,8 +183,9 @@ def flatten(matches, num_classes):
         if parts[k]:
             per_class.append(tuple(np.concatenate([p[j] for p in parts[k]]) for j in range(4)))
         else:
-            per_class.append((np.zeros(0, np.int64), np.zeros(0), np.zeros((0, num_t), bool),
-                              np.zeros((0, num_t), bool)))
+            per_class.append(
+                (np.zeros(0, np.int64), np.zeros(0), np.zeros((0, num_t), bool), np.zeros((0, num_t), bool))
+            )
     return Flat(per_class, num_gt)
 
 
@@ -231,5 +233,9 @@ def ap_from_precision(precision):
         per50[k] = np.mean(s[0][s[0] > -1])
     if not defined.any():
         return None, None, per50_95, per50
-    return (float(np.mean(precision[precision > -1])), float(np.mean(precision[0][precision[0] > -1])),
-            per50_95, per50)
+    return (
+        float(np.mean(precision[precision > -1])),
+        float(np.mean(precision[0][precision[0] > -1])),
+        per50_95,
+        per50,
+    )

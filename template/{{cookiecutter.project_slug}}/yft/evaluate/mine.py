@@ -86,21 +86,36 @@ def score_images(backend, exp, files, conf, progress=True):
     from tqdm import tqdm
 
     rows, detections = [], {}
-    for path, img in tqdm(read_images(files), total=len(files), desc="mine", leave=False, disable=not progress):
+    for path, img in tqdm(
+        read_images(files), total=len(files), desc="mine", leave=False, disable=not progress
+    ):
         views = [img, np.ascontiguousarray(img[:, ::-1])]
         prepared = [letterbox(v, exp.test_size) for v in views]
         raw = backend(torch.from_numpy(np.stack([p[0] for p in prepared])))
-        dets, flipped = decode(raw.clone(), [p[1] for p in prepared], exp.num_classes, exp.test_conf, exp.nmsthre)
+        dets, flipped = decode(
+            raw.clone(), [p[1] for p in prepared], exp.num_classes, exp.test_conf, exp.nmsthre
+        )
         h, w = img.shape[:2]
         for d in (dets, flipped):  # boxes may stick out of the image; annotation tools refuse that
             d[:, [0, 2]] = d[:, [0, 2]].clip(0, w)
             d[:, [1, 3]] = d[:, [1, 3]].clip(0, h)
         top = float(dets[0, 4]) if len(dets) else 0.0
-        signals = {"low_confidence": 1 - top, "class_margin": 1 - class_margin(raw[0].float()),
-                   "flip_disagreement": 1 - flip_agreement(dets, flipped, img.shape[1], conf)}
-        rows.append({"file": str(path), "uncertainty": float(np.mean(list(signals.values()))),
-                     **{k: round(v, 4) for k, v in signals.items()}, "top_score": round(top, 4),
-                     "detections": int((dets[:, 4] >= conf).sum()), "width": img.shape[1], "height": img.shape[0]})
+        signals = {
+            "low_confidence": 1 - top,
+            "class_margin": 1 - class_margin(raw[0].float()),
+            "flip_disagreement": 1 - flip_agreement(dets, flipped, img.shape[1], conf),
+        }
+        rows.append(
+            {
+                "file": str(path),
+                "uncertainty": float(np.mean(list(signals.values()))),
+                **{k: round(v, 4) for k, v in signals.items()},
+                "top_score": round(top, 4),
+                "detections": int((dets[:, 4] >= conf).sum()),
+                "width": img.shape[1],
+                "height": img.shape[0],
+            }
+        )
         detections[str(path)] = dets[dets[:, 4] >= conf]
     rows.sort(key=lambda r: -r["uncertainty"])
     for rank, row in enumerate(rows, 1):
@@ -112,12 +127,21 @@ def score_images(backend, exp, files, conf, progress=True):
 def coco_preannotations(rows, detections, exp, root):
     images, annotations = [], []
     for i, row in enumerate(rows, 1):
-        images.append({"id": i, "file_name": _rel(row["file"], root), "width": row["width"], "height": row["height"]})
+        images.append(
+            {"id": i, "file_name": _rel(row["file"], root), "width": row["width"], "height": row["height"]}
+        )
         for x1, y1, x2, y2, score, cls in detections[row["file"]].tolist():
-            annotations.append({"id": len(annotations) + 1, "image_id": i,
-                                "category_id": exp.category_ids()[int(cls)],
-                                "bbox": [round(x1, 2), round(y1, 2), round(x2 - x1, 2), round(y2 - y1, 2)],
-                                "area": round((x2 - x1) * (y2 - y1), 2), "iscrowd": 0, "score": round(score, 4)})
+            annotations.append(
+                {
+                    "id": len(annotations) + 1,
+                    "image_id": i,
+                    "category_id": exp.category_ids()[int(cls)],
+                    "bbox": [round(x1, 2), round(y1, 2), round(x2 - x1, 2), round(y2 - y1, 2)],
+                    "area": round((x2 - x1) * (y2 - y1), 2),
+                    "iscrowd": 0,
+                    "score": round(score, 4),
+                }
+            )
     categories = [{"id": cid, "name": name} for cid, name in zip(exp.category_ids(), exp.class_names)]
     return {"images": images, "annotations": annotations, "categories": categories}
 
@@ -129,14 +153,33 @@ def label_studio_tasks(rows, detections, exp, root, url_prefix="/data/local-file
         w, h = row["width"], row["height"]
         result = []
         for k, (x1, y1, x2, y2, score, cls) in enumerate(detections[row["file"]].tolist()):
-            result.append({"id": f"r{k}", "type": "rectanglelabels", "from_name": "label", "to_name": "image",
-                           "original_width": w, "original_height": h, "score": round(score, 4),
-                           "value": {"x": 100 * x1 / w, "y": 100 * y1 / h, "width": 100 * (x2 - x1) / w,
-                                     "height": 100 * (y2 - y1) / h, "rotation": 0,
-                                     "rectanglelabels": [exp.class_names[int(cls)]]}})
-        tasks.append({"data": {"image": url_prefix + _rel(row["file"], root)},
-                      "predictions": [{"model_version": "yft", "score": round(1 - row["uncertainty"], 4),
-                                       "result": result}]})
+            result.append(
+                {
+                    "id": f"r{k}",
+                    "type": "rectanglelabels",
+                    "from_name": "label",
+                    "to_name": "image",
+                    "original_width": w,
+                    "original_height": h,
+                    "score": round(score, 4),
+                    "value": {
+                        "x": 100 * x1 / w,
+                        "y": 100 * y1 / h,
+                        "width": 100 * (x2 - x1) / w,
+                        "height": 100 * (y2 - y1) / h,
+                        "rotation": 0,
+                        "rectanglelabels": [exp.class_names[int(cls)]],
+                    },
+                }
+            )
+        tasks.append(
+            {
+                "data": {"image": url_prefix + _rel(row["file"], root)},
+                "predictions": [
+                    {"model_version": "yft", "score": round(1 - row["uncertainty"], 4), "result": result}
+                ],
+            }
+        )
     return tasks
 
 
@@ -154,14 +197,33 @@ def sheet(rows, detections, exp, size=256, columns=4):
     for row in rows:
         tile, scale, dx, dy = plots.fit_tile(cv2.imread(row["file"]), size)
         for x1, y1, x2, y2, score, cls in detections[row["file"]].tolist():
-            plots.draw_box(tile, (x1, y1, x2, y2), scale, dx, dy, plots.TP_COLOR,
-                           f"{exp.class_names[int(cls)][:12]} {score:.2f}")
-        tiles.append(plots.caption(tile, f"#{row['rank']} u={row['uncertainty']:.2f} {Path(row['file']).name}"))
+            plots.draw_box(
+                tile,
+                (x1, y1, x2, y2),
+                scale,
+                dx,
+                dy,
+                plots.TP_COLOR,
+                f"{exp.class_names[int(cls)][:12]} {score:.2f}",
+            )
+        tiles.append(
+            plots.caption(tile, f"#{row['rank']} u={row['uncertainty']:.2f} {Path(row['file']).name}")
+        )
     return plots.contact_sheet(tiles, columns)
 
 
-def mine(exp, device, images, ckpt=None, top=50, conf=None, backend_name="torch", out=None, progress=True,
-         force=False):
+def mine(
+    exp,
+    device,
+    images,
+    ckpt=None,
+    top=50,
+    conf=None,
+    backend_name="torch",
+    out=None,
+    progress=True,
+    force=False,
+):
     """Rank the images of a folder by uncertainty; write the ranking, a sheet and pre-annotations."""
     from yft.inference import make_backend
 
@@ -172,8 +234,18 @@ def mine(exp, device, images, ckpt=None, top=50, conf=None, backend_name="torch"
     conf = exp.predict_conf if conf is None else conf
     out = output_dir(run_dir(exp, "mine"), out, force)  # before scoring every image
     rows, detections = score_images(backend, exp, files, conf, progress)
-    fields = ["rank", "file", "uncertainty", "low_confidence", "class_margin", "flip_disagreement",
-              "top_score", "detections", "width", "height"]
+    fields = [
+        "rank",
+        "file",
+        "uncertainty",
+        "low_confidence",
+        "class_margin",
+        "flip_disagreement",
+        "top_score",
+        "detections",
+        "width",
+        "height",
+    ]
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=fields, lineterminator="\n")
     writer.writeheader()
@@ -184,7 +256,12 @@ def mine(exp, device, images, ckpt=None, top=50, conf=None, backend_name="torch"
     root = Path(images)
     write_json(out / "preannotations_coco.json", coco_preannotations(chosen, detections, exp, root), indent=1)
     write_json(out / "label_studio_tasks.json", label_studio_tasks(chosen, detections, exp, root), indent=1)
-    info = {"checkpoint": relative(path), "images": relative(root), "num_images": len(rows), "top": len(chosen),
-            "conf": conf}
+    info = {
+        "checkpoint": relative(path),
+        "images": relative(root),
+        "num_images": len(rows),
+        "top": len(chosen),
+        "conf": conf,
+    }
     write_json(out / "mine.json", info, indent=1)  # what the run's HTML report shows
     return dict(info, out=out), rows

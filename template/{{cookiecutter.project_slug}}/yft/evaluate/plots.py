@@ -13,8 +13,10 @@ GT_COLOR, TP_COLOR, FP_COLOR, FN_COLOR = (60, 200, 60), (230, 150, 30), (40, 40,
 
 def _pyplot():
     import matplotlib
+
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+
     return plt
 
 
@@ -31,8 +33,15 @@ def confusion_png(matrix, labels, path):
         for i in range(n):
             for j in range(n):
                 if matrix[i, j]:
-                    ax.text(j, i, str(matrix[i, j]), ha="center", va="center", fontsize=8,
-                            color="white" if share[i, j] > 0.6 else "black")
+                    ax.text(
+                        j,
+                        i,
+                        str(matrix[i, j]),
+                        ha="center",
+                        va="center",
+                        fontsize=8,
+                        color="white" if share[i, j] > 0.6 else "black",
+                    )
     ax.set_xticks(range(n), labels, rotation=60, ha="right", fontsize=8)
     ax.set_yticks(range(n), labels, fontsize=8)
     ax.set_xlabel("predicted")
@@ -105,7 +114,7 @@ def fit_tile(img, size):
     resized = cv2.resize(img, (max(1, round(w * scale)), max(1, round(h * scale))))
     tile = np.full((size, size, 3), 114, np.uint8)
     dy, dx = (size - resized.shape[0]) // 2, (size - resized.shape[1]) // 2
-    tile[dy:dy + resized.shape[0], dx:dx + resized.shape[1]] = resized
+    tile[dy : dy + resized.shape[0], dx : dx + resized.shape[1]] = resized
     return tile, scale, dx, dy
 
 
@@ -113,14 +122,30 @@ def draw_box(tile, box_xyxy, scale, dx, dy, color, label=None, thickness=1):
     x1, y1, x2, y2 = (int(round(v * scale)) for v in box_xyxy)
     cv2.rectangle(tile, (x1 + dx, y1 + dy), (x2 + dx, y2 + dy), color, thickness)
     if label:
-        cv2.putText(tile, label, (x1 + dx, max(10, y1 + dy - 2)), cv2.FONT_HERSHEY_SIMPLEX, 0.35,
-                    color, 1, cv2.LINE_AA)
+        cv2.putText(
+            tile,
+            label,
+            (x1 + dx, max(10, y1 + dy - 2)),
+            cv2.FONT_HERSHEY_SIMPLEX,
+            0.35,
+            color,
+            1,
+            cv2.LINE_AA,
+        )
 
 
 def caption(tile, text):
     cv2.rectangle(tile, (0, tile.shape[0] - 14), (tile.shape[1], tile.shape[0]), (0, 0, 0), -1)
-    cv2.putText(tile, text[:48], (3, tile.shape[0] - 4), cv2.FONT_HERSHEY_SIMPLEX, 0.35,
-                (255, 255, 255), 1, cv2.LINE_AA)
+    cv2.putText(
+        tile,
+        text[:48],
+        (3, tile.shape[0] - 4),
+        cv2.FONT_HERSHEY_SIMPLEX,
+        0.35,
+        (255, 255, 255),
+        1,
+        cv2.LINE_AA,
+    )
     return tile
 
 
@@ -133,5 +158,5 @@ def contact_sheet(tiles, columns=4):
     sheet = np.full((rows * size, min(columns, len(tiles)) * size, 3), 255, np.uint8)
     for i, tile in enumerate(tiles):
         r, c = divmod(i, columns)
-        sheet[r * size:(r + 1) * size, c * size:(c + 1) * size] = tile
+        sheet[r * size : (r + 1) * size, c * size : (c + 1) * size] = tile
     return sheet

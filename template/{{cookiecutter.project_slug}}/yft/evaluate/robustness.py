@@ -63,9 +63,15 @@ def low_light(img, s, rng):
     return np.clip(dark + rng.normal(0, noise, img.shape), 0, 255).astype(np.uint8)
 
 
-CORRUPTIONS = {"gaussian_blur": gaussian_blur, "motion_blur": motion_blur,
-               "gaussian_noise": gaussian_noise, "brightness": brightness, "contrast": contrast,
-               "jpeg": jpeg, "low_light": low_light}
+CORRUPTIONS = {
+    "gaussian_blur": gaussian_blur,
+    "motion_blur": motion_blur,
+    "gaussian_noise": gaussian_noise,
+    "brightness": brightness,
+    "contrast": contrast,
+    "jpeg": jpeg,
+    "low_light": low_light,
+}
 
 
 def corrupt(img, name, severity, seed=0):
@@ -81,16 +87,27 @@ def detect_images(backend, exp, images, image_ids, batch_size=8):
     """COCO results for BGR images (any size), through letterbox and decode like `invoke eval`."""
     results = []
     for start in range(0, len(images), batch_size):
-        chunk = images[start:start + batch_size]
+        chunk = images[start : start + batch_size]
         prepared = [letterbox(img, exp.test_size) for img in chunk]
         batch = torch.from_numpy(np.stack([p[0] for p in prepared]))
         dets = decode(backend(batch), [p[1] for p in prepared], exp.num_classes, exp.test_conf, exp.nmsthre)
-        results += to_coco_results(dets, image_ids[start:start + batch_size], exp.category_ids())
+        results += to_coco_results(dets, image_ids[start : start + batch_size], exp.category_ids())
     return results
 
 
-def robustness(exp, device, ckpt, split="val", corruptions=None, severities=(1, 3, 5), batch_size=8,
-               backend_name="torch", out=None, progress=True, force=False):
+def robustness(
+    exp,
+    device,
+    ckpt,
+    split="val",
+    corruptions=None,
+    severities=(1, 3, 5),
+    batch_size=8,
+    backend_name="torch",
+    out=None,
+    progress=True,
+    force=False,
+):
     """mAP per corruption and severity, its drop relative to clean; robustness.json/.md/.png."""
     from tqdm import tqdm
 
@@ -126,14 +143,32 @@ def robustness(exp, device, ckpt, split="val", corruptions=None, severities=(1, 
         rel = None
         if m["mAP50_95"] is not None and clean["mAP50_95"]:
             rel = round(m["mAP50_95"] / clean["mAP50_95"] - 1, 4)
-        table.setdefault(n, {})[str(s)] = {"mAP50_95": m["mAP50_95"], "mAP50": m["mAP50"], "relative_drop": rel}
-    result = {"split": split, "checkpoint": relative(path), "num_images": len(images),
-              "severities": list(severities),
-              "clean": {"mAP50_95": clean["mAP50_95"], "mAP50": clean["mAP50"]}, "corruptions": table,
-              "notes": [] if clean["mAP50_95"] else ["clean mAP50:95 is 0 or undefined: relative drops are undefined"]}
-    line_png("severity", {n: (list(severities), [100 * (row[str(s)]["relative_drop"] or 0) for s in severities])
-                          for n, row in table.items()}, out / "robustness.png",
-             f"mAP50:95 change vs clean ({clean['mAP50_95'] or 0:.3f})", "change (%)")
+        table.setdefault(n, {})[str(s)] = {
+            "mAP50_95": m["mAP50_95"],
+            "mAP50": m["mAP50"],
+            "relative_drop": rel,
+        }
+    result = {
+        "split": split,
+        "checkpoint": relative(path),
+        "num_images": len(images),
+        "severities": list(severities),
+        "clean": {"mAP50_95": clean["mAP50_95"], "mAP50": clean["mAP50"]},
+        "corruptions": table,
+        "notes": []
+        if clean["mAP50_95"]
+        else ["clean mAP50:95 is 0 or undefined: relative drops are undefined"],
+    }
+    line_png(
+        "severity",
+        {
+            n: (list(severities), [100 * (row[str(s)]["relative_drop"] or 0) for s in severities])
+            for n, row in table.items()
+        },
+        out / "robustness.png",
+        f"mAP50:95 change vs clean ({clean['mAP50_95'] or 0:.3f})",
+        "change (%)",
+    )
     write_atomic(out / "robustness.md", markdown(result).encode("utf-8"))
     write_json(out / "robustness.json", result, indent=2)
     return result, out
@@ -142,10 +177,14 @@ def robustness(exp, device, ckpt, split="val", corruptions=None, severities=(1, 
 def markdown(r):
     sev = r["severities"]
     clean = r["clean"]["mAP50_95"]
-    lines = [f"# Robustness on the {r['split']} split ({r['num_images']} images)", "",
-             f"Clean mAP50:95: {'n/a' if clean is None else f'{clean:.4f}'}", "",
-             "| corruption | " + " | ".join(f"severity {s}" for s in sev) + " |",
-             "| --- |" + " --- |" * len(sev)]
+    lines = [
+        f"# Robustness on the {r['split']} split ({r['num_images']} images)",
+        "",
+        f"Clean mAP50:95: {'n/a' if clean is None else f'{clean:.4f}'}",
+        "",
+        "| corruption | " + " | ".join(f"severity {s}" for s in sev) + " |",
+        "| --- |" + " --- |" * len(sev),
+    ]
     for name, row in r["corruptions"].items():
         cells = []
         for s in sev:
@@ -154,19 +193,30 @@ def markdown(r):
             drop = "" if c["relative_drop"] is None else f" ({100 * c['relative_drop']:+.0f}%)"
             cells.append(value + drop)
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
-    lines += ["", "mAP50:95 per severity, in brackets the change relative to clean.", "",
-              "![robustness](robustness.png)", ""] + [f"- {n}" for n in r["notes"]]
+    lines += [
+        "",
+        "mAP50:95 per severity, in brackets the change relative to clean.",
+        "",
+        "![robustness](robustness.png)",
+        "",
+    ] + [f"- {n}" for n in r["notes"]]
     return "\n".join(lines)
 
 
 def table_text(r):
-    lines = [f"clean mAP50:95 {r['clean']['mAP50_95'] or 0:.3f}",
-             f"{'corruption':<16}" + "".join(f"{'sev ' + str(s):>16}" for s in r["severities"])]
+    lines = [
+        f"clean mAP50:95 {r['clean']['mAP50_95'] or 0:.3f}",
+        f"{'corruption':<16}" + "".join(f"{'sev ' + str(s):>16}" for s in r["severities"]),
+    ]
     for name, row in r["corruptions"].items():
         cells = []
         for s in r["severities"]:
             c = row[str(s)]
-            cells.append("n/a" if c["mAP50_95"] is None else
-                         f"{c['mAP50_95']:.3f}" + ("" if c["relative_drop"] is None else f" {100 * c['relative_drop']:+.0f}%"))
+            cells.append(
+                "n/a"
+                if c["mAP50_95"] is None
+                else f"{c['mAP50_95']:.3f}"
+                + ("" if c["relative_drop"] is None else f" {100 * c['relative_drop']:+.0f}%")
+            )
         lines.append(f"{name:<16}" + "".join(f"{c:>16}" for c in cells))
     return "\n".join(lines)

@@ -54,8 +54,7 @@ def detect_split(backend, loader, exp, progress=True):
     return results, seconds
 
 
-def evaluate_backend(backend, exp, split, device, batch_size=8, progress=True, engine="auto",
-                     sharded=False):
+def evaluate_backend(backend, exp, split, device, batch_size=8, progress=True, engine="auto", sharded=False):
     """COCO metrics for a backend on a split (a dict with the keys documented above).
 
     sharded: under torch.distributed (training's validation), every rank detects on its share of
@@ -86,11 +85,23 @@ def evaluate_backend(backend, exp, split, device, batch_size=8, progress=True, e
     engine = pick_engine(engine)
     metrics = coco_metrics(dataset.coco, results, exp.class_names, exp.category_ids(), engine)
     n = len(dataset)
-    speed = {"images_per_s": round(n / seconds, 2) if seconds else None,
-             "ms_per_image": round(1000 * seconds / n, 2) if n else None,
-             "batch_size": batch_size, "device": str(device), **memory}
-    metrics = {"schema": 2, "split": split, "backend": backend.name, "engine": engine, "num_images": n,
-               "num_detections": len(results), **metrics, "speed": speed}
+    speed = {
+        "images_per_s": round(n / seconds, 2) if seconds else None,
+        "ms_per_image": round(1000 * seconds / n, 2) if n else None,
+        "batch_size": batch_size,
+        "device": str(device),
+        **memory,
+    }
+    metrics = {
+        "schema": 2,
+        "split": split,
+        "backend": backend.name,
+        "engine": engine,
+        "num_images": n,
+        "num_detections": len(results),
+        **metrics,
+        "speed": speed,
+    }
     if world > 1:
         distributed.broadcast_object(metrics)
     return metrics, results
@@ -99,8 +110,10 @@ def evaluate_backend(backend, exp, split, device, batch_size=8, progress=True, e
 def peak_memory(cuda_device=None):
     """Peak memory in MB: CUDA memory allocated by torch, else the process's peak resident size."""
     if cuda_device is not None:
-        return {"peak_memory_mb": round(torch.cuda.max_memory_allocated(cuda_device) / 2**20, 1),
-                "peak_memory_kind": "cuda_allocated"}
+        return {
+            "peak_memory_mb": round(torch.cuda.max_memory_allocated(cuda_device) / 2**20, 1),
+            "peak_memory_kind": "cuda_allocated",
+        }
     try:
         import resource
     except ImportError:  # Windows
@@ -136,15 +149,18 @@ def write_report(metrics, results, out_dir):
 
 def format_table(metrics):
     """A short text table: the headline numbers and AP per class."""
+
     def pct(value):
         return "   n/a" if value is None else f"{100 * value:6.2f}"
 
-    lines = [f"mAP50:95 {pct(metrics['mAP50_95'])}   mAP50 {pct(metrics['mAP50'])}   "
-             f"mAP75 {pct(metrics['mAP75'])}   ({metrics['num_images']} images, "
-             f"{metrics['split']} split)", f"{'class':<24} {'AP50:95':>8} {'AP50':>7} {'boxes':>6}"]
+    lines = [
+        f"mAP50:95 {pct(metrics['mAP50_95'])}   mAP50 {pct(metrics['mAP50'])}   "
+        f"mAP75 {pct(metrics['mAP75'])}   ({metrics['num_images']} images, "
+        f"{metrics['split']} split)",
+        f"{'class':<24} {'AP50:95':>8} {'AP50':>7} {'boxes':>6}",
+    ]
     for name, row in metrics["per_class"].items():
         if row["num_gt"] or row["AP50"] is not None:
             lines.append(f"{name[:24]:<24} {pct(row['AP50_95']):>8} {pct(row['AP50']):>7} {row['num_gt']:>6}")
     lines += [f"note: {note}" for note in metrics["notes"]]
     return "\n".join(lines)
-

@@ -32,8 +32,12 @@ def run_checks(exp, device, ckpt=None, batch_size=None):
             good &= _report(None if split == "test" else False, f"{split} split", str(err))
             continue
         negatives = len(coco["images"]) - len({a["image_id"] for a in coco["annotations"]})
-        good &= _report(True, f"{split} split", f"{len(coco['images'])} images, "
-                        f"{len(coco['annotations'])} boxes, {negatives} negatives; classes match the Exp")
+        good &= _report(
+            True,
+            f"{split} split",
+            f"{len(coco['images'])} images, "
+            f"{len(coco['annotations'])} boxes, {negatives} negatives; classes match the Exp",
+        )
 
     model = exp.get_model()
     params = sum(p.numel() for p in model.parameters())
@@ -55,8 +59,10 @@ def memory_estimate(model, exp, device, batch_size):
     figure from parameters and optimizer state elsewhere."""
     weights_mb = sum(p.numel() * 4 for p in model.parameters()) / 2**20
     if device.type != "cuda":
-        return (f"weights + gradients + momentum + EMA ~ {4 * weights_mb:.0f} MB; activations grow "
-                f"with batch {batch_size} and input {exp.input_size[0]} px")
+        return (
+            f"weights + gradients + momentum + EMA ~ {4 * weights_mb:.0f} MB; activations grow "
+            f"with batch {batch_size} and input {exp.input_size[0]} px"
+        )
     model = model.to(device).train()
     torch.cuda.reset_peak_memory_stats(device)
     images = torch.rand(batch_size, 3, *exp.input_size, device=device) * 255
@@ -77,18 +83,30 @@ def check_weights(model, exp, ckpt):
     from yft.train.weights import default_cache
 
     if not ckpt and exp.pretrained is None:
-        return _report(None, "weights", "none (pretrained is None): training from scratch with the "
-                       "scratch profile; COCO-pretrained weights are the better start on small datasets")
+        return _report(
+            None,
+            "weights",
+            "none (pretrained is None): training from scratch with the "
+            "scratch profile; COCO-pretrained weights are the better start on small datasets",
+        )
     if not ckpt and exp.pretrained == "auto":
         ckpt = default_cache() / f"{exp.model_name}.pth"
         if not ckpt.is_file():
-            return _report(None, "weights", f"{ckpt} not downloaded yet: `invoke train` fetches it "
-                           "(or run `invoke download-weights` now)")
+            return _report(
+                None,
+                "weights",
+                f"{ckpt} not downloaded yet: `invoke train` fetches it "
+                "(or run `invoke download-weights` now)",
+            )
     notes = []
     report = load_pretrained(model, exp, load_checkpoint(ckpt or exp.pretrained), log=notes.append)
     ok = bool(report.loaded) and not report.missing
-    return _report(ok, "weights", f"{ckpt or exp.pretrained}: {report.summary().splitlines()[0]}"
-                   + "".join(f"; {note}" for note in notes))
+    return _report(
+        ok,
+        "weights",
+        f"{ckpt or exp.pretrained}: {report.summary().splitlines()[0]}"
+        + "".join(f"; {note}" for note in notes),
+    )
 
 
 def save_batch_png(exp, target, count=8):
@@ -108,10 +126,18 @@ def save_batch_png(exp, target, count=8):
         for cls, cx, cy, w, h in labels[labels[:, 3] > 0]:
             p1, p2 = (int(cx - w / 2), int(cy - h / 2)), (int(cx + w / 2), int(cy + h / 2))
             cv2.rectangle(tile, p1, p2, (0, 255, 0), 1)
-            cv2.putText(tile, exp.class_names[int(cls)], (p1[0], max(10, p1[1] - 2)),
-                        cv2.FONT_HERSHEY_SIMPLEX, 0.35, (0, 255, 0), 1, cv2.LINE_AA)
+            cv2.putText(
+                tile,
+                exp.class_names[int(cls)],
+                (p1[0], max(10, p1[1] - 2)),
+                cv2.FONT_HERSHEY_SIMPLEX,
+                0.35,
+                (0, 255, 0),
+                1,
+                cv2.LINE_AA,
+            )
         tiles.append(tile)
     while len(tiles) % 4:
         tiles.append(np.full_like(tiles[0], 114))
-    grid = np.vstack([np.hstack(tiles[i:i + 4]) for i in range(0, len(tiles), 4)])
+    grid = np.vstack([np.hstack(tiles[i : i + 4]) for i in range(0, len(tiles), 4)])
     return write_png(target, grid)

@@ -32,11 +32,17 @@ def _numpy_scalar_globals():
     numpy 2 module names, as files from either carry one of them) and the dtypes of numbers."""
     core = getattr(np, "_core", None) or np.core
     scalar = core.multiarray.scalar
-    dtypes = [getattr(np.dtypes, name) for name in ("Float64DType", "Float32DType", "Float16DType",
-                                                    "Int64DType", "Int32DType", "BoolDType")
-              if hasattr(getattr(np, "dtypes", None), name)]
-    return [(scalar, "numpy.core.multiarray.scalar"), (scalar, "numpy._core.multiarray.scalar"),
-            np.dtype, *dtypes]
+    dtypes = [
+        getattr(np.dtypes, name)
+        for name in ("Float64DType", "Float32DType", "Float16DType", "Int64DType", "Int32DType", "BoolDType")
+        if hasattr(getattr(np, "dtypes", None), name)
+    ]
+    return [
+        (scalar, "numpy.core.multiarray.scalar"),
+        (scalar, "numpy._core.multiarray.scalar"),
+        np.dtype,
+        *dtypes,
+    ]
 
 
 def verify_archive(path):
@@ -53,8 +59,10 @@ def verify_archive(path):
     except (zipfile.BadZipFile, OSError, EOFError, ValueError) as err:
         raise UserError(f"{path}: damaged checkpoint archive ({err}); restore it from a backup") from None
     if bad is not None:
-        raise UserError(f"{path}: damaged checkpoint: record {bad} fails its CRC check (a bit flip or "
-                        "a broken copy); restore it from a backup or train again")
+        raise UserError(
+            f"{path}: damaged checkpoint: record {bad} fails its CRC check (a bit flip or "
+            "a broken copy); restore it from a backup or train again"
+        )
 
 
 def _one_line(err):
@@ -76,23 +84,30 @@ def load_checkpoint(path):
     try:
         with torch.serialization.safe_globals(_numpy_scalar_globals()):
             state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # torch raises many types for bad files
+    except Exception as err:  # noqa: BLE001 - torch raises many types for bad files
         needed = re.search(r"GLOBAL ([\w.]+)", str(err))
         if needed:
             raise UserError(
                 f"{path}: refused: it stores a {needed.group(1)} object, and loading it would need full "
                 "unpickling, which can run any code. Only tensors, numbers, strings and numpy scalars "
                 "are loaded; if you trust the file, re-save just its weights with "
-                "torch.save({'model': state_dict}, path)") from None
-        raise UserError(f"{path}: not a loadable checkpoint ({type(err).__name__}: {_one_line(err)})") from None
+                "torch.save({'model': state_dict}, path)"
+            ) from None
+        raise UserError(
+            f"{path}: not a loadable checkpoint ({type(err).__name__}: {_one_line(err)})"
+        ) from None
     if not isinstance(state, dict):
-        raise UserError(f"{path}: holds a {type(state).__name__}, not a checkpoint (a dict of "
-                        "weights, or a dict with the weights under 'model')")
+        raise UserError(
+            f"{path}: holds a {type(state).__name__}, not a checkpoint (a dict of "
+            "weights, or a dict with the weights under 'model')"
+        )
     weights = model_weights(state)
     odd = next((k for k, v in weights.items() if not torch.is_tensor(v)), None)
     if odd is not None or not weights:
-        raise UserError(f"{path}: no model weights in it (expected tensors under 'model'"
-                        + (f"; {odd!r} is a {type(weights[odd]).__name__})" if odd is not None else ")"))
+        raise UserError(
+            f"{path}: no model weights in it (expected tensors under 'model'"
+            + (f"; {odd!r} is a {type(weights[odd]).__name__})" if odd is not None else ")")
+        )
     return state
 
 
@@ -109,9 +124,11 @@ def class_names_difference(stored, ours):
         return None
     for k, (a, b) in enumerate(zip(stored, ours)):
         if a != b:
-            return (f"class {k} is {a!r} in the checkpoint but {b!r} in the Exp "
-                    f"({len(stored)} vs {len(ours)} classes)")
-    extra = stored[len(ours):] or ours[len(stored):]
+            return (
+                f"class {k} is {a!r} in the checkpoint but {b!r} in the Exp "
+                f"({len(stored)} vs {len(ours)} classes)"
+            )
+    extra = stored[len(ours) :] or ours[len(stored) :]
     side = "checkpoint" if len(stored) > len(ours) else "Exp"
     return f"the {side} has {len(extra)} more classes ({', '.join(map(repr, extra[:3]))}...)"
 
@@ -122,8 +139,10 @@ def check_class_names(state, exp, path, purpose):
     stored = stored_class_names(state)
     difference = stored is not None and class_names_difference(stored, exp.class_names)
     if difference:
-        raise UserError(f"{path}: trained for other classes: {difference}; {purpose} needs the "
-                        "checkpoint of this Exp's classes (to start from it instead, use invoke train --ckpt)")
+        raise UserError(
+            f"{path}: trained for other classes: {difference}; {purpose} needs the "
+            "checkpoint of this Exp's classes (to start from it instead, use invoke train --ckpt)"
+        )
 
 
 @dataclass
@@ -135,10 +154,13 @@ class LoadReport:
     kept_rows: list = field(default_factory=list)  # our classes whose class rows came from it (by name)
 
     def summary(self):
-        text = (f"loaded {len(self.loaded)} tensors, skipped {len(self.skipped)} (shape or classes differ), "
-                f"missing {len(self.missing)}, unused {len(self.unexpected)}")
-        details = [f"  skipped {name}: checkpoint {tuple(a)} vs model {tuple(b)}"
-                   for name, a, b in self.skipped]
+        text = (
+            f"loaded {len(self.loaded)} tensors, skipped {len(self.skipped)} (shape or classes differ), "
+            f"missing {len(self.missing)}, unused {len(self.unexpected)}"
+        )
+        details = [
+            f"  skipped {name}: checkpoint {tuple(a)} vs model {tuple(b)}" for name, a, b in self.skipped
+        ]
         details += [f"  missing {name}" for name in self.missing[:20]]
         return "\n".join([text] + details)
 

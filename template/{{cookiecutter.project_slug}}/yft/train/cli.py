@@ -34,10 +34,19 @@ def main(argv=None):
     args = parser().parse_args(argv)
     try:
         exp = load_exp(args.exp, args.overrides)
-        train(exp, pick_device(args.device), ckpt=args.ckpt, resume=args.resume, smoke=args.smoke, name=args.name,
-              from_scratch=args.from_scratch,
-              batch_size=args.batch_size or None, amp=args.amp, strategy=args.strategy,
-              progress=False if args.quiet else None)
+        train(
+            exp,
+            pick_device(args.device),
+            ckpt=args.ckpt,
+            resume=args.resume,
+            smoke=args.smoke,
+            name=args.name,
+            from_scratch=args.from_scratch,
+            batch_size=args.batch_size or None,
+            amp=args.amp,
+            strategy=args.strategy,
+            progress=False if args.quiet else None,
+        )
     except UserError as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
@@ -46,9 +55,19 @@ def main(argv=None):
 
 def launch(argv, devices, nnodes=1, node_rank=0, master_addr="127.0.0.1", master_port=29500):
     """Run `python -m yft.train.cli ARGV` in `devices` processes per node through torchrun."""
-    command = [sys.executable, "-m", "torch.distributed.run", f"--nproc_per_node={devices}",
-               f"--nnodes={nnodes}", f"--node_rank={node_rank}", f"--master_addr={master_addr}",
-               f"--master_port={master_port}", "-m", "yft.train.cli", *argv]
+    command = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        f"--nproc_per_node={devices}",
+        f"--nnodes={nnodes}",
+        f"--node_rank={node_rank}",
+        f"--master_addr={master_addr}",
+        f"--master_port={master_port}",
+        "-m",
+        "yft.train.cli",
+        *argv,
+    ]
     print("+", " ".join(command), flush=True)
     env = os.environ | {"OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}
     return subprocess.run(command, cwd=ROOT, env=env).returncode

@@ -111,8 +111,9 @@ def mean_over_ranks(values, device):
     """{name: number or scalar tensor} -> {name: scalar tensor}, each the mean over all ranks
     (one all-reduce for the lot)."""
     names = list(values)
-    stacked = torch.stack([torch.as_tensor(values[k], dtype=torch.float32, device=device).detach().reshape(())
-                           for k in names])
+    stacked = torch.stack(
+        [torch.as_tensor(values[k], dtype=torch.float32, device=device).detach().reshape(()) for k in names]
+    )
     if world_size() > 1:
         dist.all_reduce(stacked, op=dist.ReduceOp.SUM)
         stacked /= world_size()

@@ -79,8 +79,9 @@ def _bce_rows(cls_preds, obj_preds, gt_classes, classes):
     return torch.where(onehot, pos[..., None, :], neg[..., None, :]).sum(-1)  # [..., G]
 
 
-def _cls_cost(cls_preds, obj_preds, gt_classes, num_classes, candidate,
-              chunk_elements=CHUNK_ELEMENTS, compact=None):
+def _cls_cost(
+    cls_preds, obj_preds, gt_classes, num_classes, candidate, chunk_elements=CHUNK_ELEMENTS, compact=None
+):
     """[b, G, A]: YOLOX's classification cost at the candidate anchors, bit for bit.
 
     YOLOX sums BCE(sqrt(sigmoid(cls) * sigmoid(obj)), one_hot(gt class)) over the classes. The
@@ -103,9 +104,8 @@ def _cls_cost(cls_preds, obj_preds, gt_classes, num_classes, candidate,
             b_idx, a_idx = candidate.nonzero(as_tuple=True)
             step = max(1, chunk_elements // row)
             for s in range(0, len(b_idx), step):
-                bi, ai = b_idx[s:s + step], a_idx[s:s + step]
-                cost[bi, :, ai] = _bce_rows(cls_preds[bi, ai], obj_preds[bi, ai], gt_classes[bi],
-                                            classes)
+                bi, ai = b_idx[s : s + step], a_idx[s : s + step]
+                cost[bi, :, ai] = _bce_rows(cls_preds[bi, ai], obj_preds[bi, ai], gt_classes[bi], classes)
             return cost
         cost = torch.empty(B, G, A, device=cls_preds.device)
         step = max(1, chunk_elements // (A * row))
@@ -132,21 +132,36 @@ def _geometry(gt, x_centers, y_centers, strides):
     """YOLOX's `get_in_boxes_info`, batched: (in box, in centre region), each [b, G, A]."""
     cx, cy, w, h = (gt[..., i, None] for i in range(4))
     in_box = (
-        ((x_centers - (cx - 0.5 * w)) > 0.0) & ((y_centers - (cy - 0.5 * h)) > 0.0)
-        & (((cx + 0.5 * w) - x_centers) > 0.0) & (((cy + 0.5 * h) - y_centers) > 0.0)
+        ((x_centers - (cx - 0.5 * w)) > 0.0)
+        & ((y_centers - (cy - 0.5 * h)) > 0.0)
+        & (((cx + 0.5 * w) - x_centers) > 0.0)
+        & (((cy + 0.5 * h) - y_centers) > 0.0)
     )
     radius = CENTER_RADIUS * strides
     in_center = (
-        ((x_centers - (cx - radius)) > 0.0) & ((y_centers - (cy - radius)) > 0.0)
-        & (((cx + radius) - x_centers) > 0.0) & (((cy + radius) - y_centers) > 0.0)
+        ((x_centers - (cx - radius)) > 0.0)
+        & ((y_centers - (cy - radius)) > 0.0)
+        & (((cx + radius) - x_centers) > 0.0)
+        & (((cy + radius) - y_centers) > 0.0)
     )
     return in_box, in_center
 
 
 @torch.no_grad()
-def simota_assign(gt_boxes, gt_classes, valid, bbox_preds, cls_preds, obj_preds,
-                  x_shifts, y_shifts, strides, num_classes, chunk_elements=CHUNK_ELEMENTS,
-                  compact=None):
+def simota_assign(
+    gt_boxes,
+    gt_classes,
+    valid,
+    bbox_preds,
+    cls_preds,
+    obj_preds,
+    x_shifts,
+    y_shifts,
+    strides,
+    num_classes,
+    chunk_elements=CHUNK_ELEMENTS,
+    compact=None,
+):
     """SimOTA for all images at once, no host sync.
 
     gt_boxes [b, G, 4] (cx, cy, w, h), gt_classes [b, G] int64, valid [b, G] bool (padding slots
@@ -194,8 +209,9 @@ def simota_assign(gt_boxes, gt_classes, valid, bbox_preds, cls_preds, obj_preds,
     return fg, matched, pred_ious
 
 
-def batched_get_losses(self, imgs, x_shifts, y_shifts, expanded_strides, labels, outputs,
-                       origin_preds, dtype):
+def batched_get_losses(
+    self, imgs, x_shifts, y_shifts, expanded_strides, labels, outputs, origin_preds, dtype
+):
     """`YOLOXHead.get_losses` for the whole batch at once (same arguments, same returns)."""
     bbox_preds = outputs[:, :, :4]
     obj_preds = outputs[:, :, 4:5]
@@ -215,8 +231,16 @@ def batched_get_losses(self, imgs, x_shifts, y_shifts, expanded_strides, labels,
     if G > 0:
         valid = torch.arange(G, device=labels.device) < nlabel[:, None]
         fg, matched, pred_ious = simota_assign(
-            gt_boxes, gt_classes, valid, bbox_preds.detach(), cls_preds.detach(),
-            obj_preds.detach(), x_shifts, y_shifts, strides, C,
+            gt_boxes,
+            gt_classes,
+            valid,
+            bbox_preds.detach(),
+            cls_preds.detach(),
+            obj_preds.detach(),
+            x_shifts,
+            y_shifts,
+            strides,
+            C,
             getattr(self, "chunk_elements", CHUNK_ELEMENTS),
         )
     else:
@@ -239,20 +263,26 @@ def batched_get_losses(self, imgs, x_shifts, y_shifts, expanded_strides, labels,
     loss_iou = torch.where(mask.reshape(-1), iou_losses, 0.0).sum() / num_fg
     obj_targets = fg.reshape(-1, 1).to(dtype)
     loss_obj = self.bcewithlog_loss(obj_preds.reshape(-1, 1), obj_targets).sum() / num_fg
-    loss_cls = torch.where(
-        mask[..., None], self.bcewithlog_loss(pick(cls_preds), cls_targets), 0.0
-    ).sum() / num_fg
+    loss_cls = (
+        torch.where(mask[..., None], self.bcewithlog_loss(pick(cls_preds), cls_targets), 0.0).sum() / num_fg
+    )
     if self.use_l1:
         stride = strides[slots]
-        l1_targets = torch.stack([
-            reg_targets[..., 0] / stride - x_shifts[slots],
-            reg_targets[..., 1] / stride - y_shifts[slots],
-            torch.log(reg_targets[..., 2] / stride + 1e-8),
-            torch.log(reg_targets[..., 3] / stride + 1e-8),
-        ], -1).to(outputs.dtype)  # YOLOX fills a tensor of the outputs' dtype
-        loss_l1 = torch.where(
-            mask[..., None], self.l1_loss(pick(torch.cat(origin_preds, 1)), l1_targets), 0.0
-        ).sum() / num_fg
+        l1_targets = torch.stack(
+            [
+                reg_targets[..., 0] / stride - x_shifts[slots],
+                reg_targets[..., 1] / stride - y_shifts[slots],
+                torch.log(reg_targets[..., 2] / stride + 1e-8),
+                torch.log(reg_targets[..., 3] / stride + 1e-8),
+            ],
+            -1,
+        ).to(outputs.dtype)  # YOLOX fills a tensor of the outputs' dtype
+        loss_l1 = (
+            torch.where(
+                mask[..., None], self.l1_loss(pick(torch.cat(origin_preds, 1)), l1_targets), 0.0
+            ).sum()
+            / num_fg
+        )
     else:
         loss_l1 = 0.0
 
@@ -292,8 +322,10 @@ def install_fast_loss(model):
     if cls not in _FAST_CLASSES:
         overridden = [m for m in _LOSS_METHODS if getattr(cls, m) is not getattr(YOLOXHead, m)]
         if overridden:
-            raise TypeError(f"{cls.__name__} overrides {', '.join(overridden)}: the batched loss "
-                            "would silently drop that change; keep the official loss path")
+            raise TypeError(
+                f"{cls.__name__} overrides {', '.join(overridden)}: the batched loss "
+                "would silently drop that change; keep the official loss path"
+            )
         _FAST_CLASSES[cls] = type(f"Fast{cls.__name__}", (FastLossHead, cls), {})
     head.__class__ = _FAST_CLASSES[cls]
     return head
@@ -303,8 +335,7 @@ def uninstall_fast_loss(model):
     """Restore the official per-image loss of `model`'s head; returns the head."""
     head = _head(model)
     if isinstance(head, FastLossHead):
-        head.__class__ = next(c for c in type(head).__mro__[1:]
-                              if not issubclass(c, FastLossHead))
+        head.__class__ = next(c for c in type(head).__mro__[1:] if not issubclass(c, FastLossHead))
     return head
 
 

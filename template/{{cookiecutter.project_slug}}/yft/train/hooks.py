@@ -113,13 +113,20 @@ class Progress(HookBase):
 
     def before_epoch(self):
         t = self.trainer
-        self.bar = tqdm(total=t.iters_per_epoch, desc=f"epoch {t.epoch + 1}/{t.max_epoch}",
-                        dynamic_ncols=True, leave=False, disable=not self.bars)
+        self.bar = tqdm(
+            total=t.iters_per_epoch,
+            desc=f"epoch {t.epoch + 1}/{t.max_epoch}",
+            dynamic_ncols=True,
+            leave=False,
+            disable=not self.bars,
+        )
 
     def eta(self):
         t = self.trainer
         remaining = (t.max_epoch - t.epoch) * t.iters_per_epoch - (t.iter % t.iters_per_epoch) - 1
-        return time.strftime("%H:%M:%S", time.gmtime((time.perf_counter() - self.started) / max(1, self.done) * remaining))
+        return time.strftime(
+            "%H:%M:%S", time.gmtime((time.perf_counter() - self.started) / max(1, self.done) * remaining)
+        )
 
     def after_step(self):
         t = self.trainer
@@ -127,16 +134,26 @@ class Progress(HookBase):
         # The postfix reads the losses (a device sync): every batch on the CPU, every 10th elsewhere.
         if self.bars and (t.device.type == "cpu" or self.done % 10 == 1):
             parts = {k.replace("_loss", ""): f"{t.losses[k]:.3f}" for k in LOSS_KEYS if k in t.losses}
-            self.bar.set_postfix(parts | {"lr": f"{t.lr:.2e}", "img/s": f"{t.images_per_s:.1f}",
-                                          "data": f"{t.data_time:.2f}s", "mem": f"{memory_mb(t.device):.0f}MB",
-                                          "size": t.input_size[0], "eta": self.eta()})
+            self.bar.set_postfix(
+                parts
+                | {
+                    "lr": f"{t.lr:.2e}",
+                    "img/s": f"{t.images_per_s:.1f}",
+                    "data": f"{t.data_time:.2f}s",
+                    "mem": f"{memory_mb(t.device):.0f}MB",
+                    "size": t.input_size[0],
+                    "eta": self.eta(),
+                }
+            )
         self.bar.update()
 
     def after_epoch(self):
         self.bar.close()
         t = self.trainer
-        line = (f"epoch {t.epoch + 1}/{t.max_epoch}  loss {t.losses.get('total_loss', math.nan):.3f}  "
-                f"lr {t.lr:.2e}  {t.images_per_s:.1f} img/s")
+        line = (
+            f"epoch {t.epoch + 1}/{t.max_epoch}  loss {t.losses.get('total_loss', math.nan):.3f}  "
+            f"lr {t.lr:.2e}  {t.images_per_s:.1f} img/s"
+        )
         if t.metrics and t.metrics.get("epoch") == t.epoch + 1:
             line += f"  val mAP50:95 {_pct(t.metrics['mAP50_95'])}  mAP50 {_pct(t.metrics['mAP50'])}"
         tqdm.write(line + f"  eta {self.eta()}")
@@ -151,8 +168,11 @@ def rng_states(device=None):
     accepts. On CUDA only this process's own GPU (reading the others would open a context on
     every GPU from every rank)."""
     name, keys, pos, has_gauss, cached = np.random.get_state()
-    states = {"python": random.getstate(), "numpy": [name, keys.tolist(), pos, has_gauss, cached],
-              "torch": torch.get_rng_state()}
+    states = {
+        "python": random.getstate(),
+        "numpy": [name, keys.tolist(), pos, has_gauss, cached],
+        "torch": torch.get_rng_state(),
+    }
     if device is not None and device.type == "cuda":
         states["cuda_device"] = torch.cuda.get_rng_state(device)
     return states
@@ -215,7 +235,9 @@ class Checkpointer(HookBase):
             return
         save_checkpoint(self.out_dir / "last.pth", state)
         epoch = t.epoch + 1
-        if getattr(t, "best_epoch", None) == epoch:  # best.pth: a copy of the very checkpoint that scored best
+        if (
+            getattr(t, "best_epoch", None) == epoch
+        ):  # best.pth: a copy of the very checkpoint that scored best
             copy_atomic(self.out_dir / "last.pth", self.out_dir / "best.pth")
         if t.exp.ckpt_interval and epoch % t.exp.ckpt_interval == 0:
             copy_atomic(self.out_dir / "last.pth", self.out_dir / f"epoch_{epoch}.pth")
@@ -256,8 +278,10 @@ class Evaluator(HookBase):
         ap = metrics["mAP50_95"] or 0.0
         if ap >= t.best_ap:
             t.best_ap, t.best_epoch = ap, epoch
-        self.history.append({k: metrics[k] for k in ("epoch", "mAP50_95", "mAP50", "mAP75")}
-                            | {"loss": t.losses.get("total_loss"), "lr": t.lr})
+        self.history.append(
+            {k: metrics[k] for k in ("epoch", "mAP50_95", "mAP50", "mAP75")}
+            | {"loss": t.losses.get("total_loss"), "lr": t.lr}
+        )
         if distributed.is_main():
             write_json(self.out_dir / "history.json", self.history, indent=1)
 
@@ -287,8 +311,10 @@ class EarlyStopping(HookBase):
         self.bad += 1
         if self.bad >= self.patience:
             t.should_stop = True
-            tqdm.write(f"early stop: val mAP50:95 has not improved for {self.bad} evaluations "
-                       f"(best {_pct(self.best)})")
+            tqdm.write(
+                f"early stop: val mAP50:95 has not improved for {self.bad} evaluations "
+                f"(best {_pct(self.best)})"
+            )
 
     def state_dict(self):
         return {"best": self.best, "bad": self.bad}
@@ -328,6 +354,7 @@ def memory_mb(device):
     if device.type == "cuda":
         return torch.cuda.max_memory_allocated(device) / 2**20
     import psutil
+
     return psutil.Process().memory_info().rss / 2**20
 
 
@@ -336,8 +363,21 @@ class MetricsLog(HookBase):
     every epoch: losses, LR per group, gradient norm, images/s, data time, memory) and
     epochs.csv (one row per epoch), whatever tracker is chosen."""
 
-    FIELDS = ("epoch", "iteration", "loss", "iou_loss", "conf_loss", "cls_loss", "l1_loss", "lr",
-              "grad_norm", "images_per_s", "mAP50_95", "mAP50", "mAP75")
+    FIELDS = (
+        "epoch",
+        "iteration",
+        "loss",
+        "iou_loss",
+        "conf_loss",
+        "cls_loss",
+        "l1_loss",
+        "lr",
+        "grad_norm",
+        "images_per_s",
+        "mAP50_95",
+        "mAP50",
+        "mAP75",
+    )
 
     LOGS = ("train_log.jsonl", "epochs.csv")
 
@@ -346,8 +386,10 @@ class MetricsLog(HookBase):
 
     def state_dict(self):
         """How long each log was when the checkpoint was taken (it runs after the rows are written)."""
-        return {name: (self.out_dir / name).stat().st_size if (self.out_dir / name).is_file() else 0
-                for name in self.LOGS}
+        return {
+            name: (self.out_dir / name).stat().st_size if (self.out_dir / name).is_file() else 0
+            for name in self.LOGS
+        }
 
     def load_state_dict(self, state):
         """Cut each log back to the checkpoint: the rows of the epoch a kill interrupted are written
@@ -367,20 +409,36 @@ class MetricsLog(HookBase):
         if (t.iter + 1) % t.exp.log_interval:
             return
         losses = t.losses  # reading them also turns grad_norm into a float
-        self._write({"type": "step", "epoch": t.epoch + 1, "iteration": t.iter + 1, **losses,
-                     "lr": {g.get("name", str(i)): g["lr"] for i, g in enumerate(t.optimizer.param_groups)},
-                     "grad_norm": t.grad_norm, "images_per_s": round(t.images_per_s, 2),
-                     "data_time": round(t.data_time, 4), "step_time": round(t.step_time, 4),
-                     "memory_mb": round(memory_mb(t.device), 1), "input_size": t.input_size[0]})
+        self._write(
+            {
+                "type": "step",
+                "epoch": t.epoch + 1,
+                "iteration": t.iter + 1,
+                **losses,
+                "lr": {g.get("name", str(i)): g["lr"] for i, g in enumerate(t.optimizer.param_groups)},
+                "grad_norm": t.grad_norm,
+                "images_per_s": round(t.images_per_s, 2),
+                "data_time": round(t.data_time, 4),
+                "step_time": round(t.step_time, 4),
+                "memory_mb": round(memory_mb(t.device), 1),
+                "input_size": t.input_size[0],
+            }
+        )
 
     def after_epoch(self):
         t = self.trainer
         metrics = t.metrics if t.metrics and t.metrics.get("epoch") == t.epoch + 1 else {}
         t.losses  # noqa: B018 (materialise the last batch's losses and gradient norm)
-        row = {"epoch": t.epoch + 1, "iteration": t.iter, "loss": t.losses.get("total_loss"),
-               **{k: t.losses.get(k) for k in LOSS_KEYS[1:]}, "lr": t.lr, "grad_norm": t.grad_norm,
-               "images_per_s": round(t.images_per_s, 2),
-               **{k: metrics.get(k) for k in ("mAP50_95", "mAP50", "mAP75")}}
+        row = {
+            "epoch": t.epoch + 1,
+            "iteration": t.iter,
+            "loss": t.losses.get("total_loss"),
+            **{k: t.losses.get(k) for k in LOSS_KEYS[1:]},
+            "lr": t.lr,
+            "grad_norm": t.grad_norm,
+            "images_per_s": round(t.images_per_s, 2),
+            **{k: metrics.get(k) for k in ("mAP50_95", "mAP50", "mAP75")},
+        }
         self._write({"type": "epoch", **row})
         path = self.out_dir / "epochs.csv"
         new = not path.is_file()
@@ -410,6 +468,7 @@ class CurvePlot(HookBase):
 
 def plot_curves(records, target):
     import matplotlib
+
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
@@ -438,8 +497,11 @@ def plot_curves(records, target):
 class Tracker(HookBase):
     """Send losses, LR and validation metrics to tensorboard, mlflow or wandb."""
 
-    INSTALL = {"tensorboard": "pip install tensorboard", "mlflow": "pip install -e '.[mlflow]'",
-               "wandb": "pip install -e '.[wandb]'"}
+    INSTALL = {
+        "tensorboard": "pip install tensorboard",
+        "mlflow": "pip install -e '.[mlflow]'",
+        "wandb": "pip install -e '.[wandb]'",
+    }
 
     def __init__(self, kind, out_dir):
         self.kind, self.out_dir, self.active = kind, out_dir, False
@@ -450,22 +512,27 @@ class Tracker(HookBase):
         try:
             if self.kind == "tensorboard":
                 from torch.utils.tensorboard import SummaryWriter
+
                 self.writer = SummaryWriter(log_dir=str(self.out_dir / "tensorboard"))
                 self.writer.add_text("exp", json.dumps(config, default=str, indent=1))
             elif self.kind == "mlflow":
                 import mlflow
+
                 mlflow.set_tracking_uri(f"file:{self.out_dir.parent / 'mlruns'}")
                 mlflow.set_experiment(t.exp.exp_name)
                 mlflow.start_run()
                 mlflow.log_params({k: str(v)[:250] for k, v in config.items()})
             elif self.kind == "wandb":
                 import wandb
+
                 wandb.init(project=t.exp.exp_name, dir=str(self.out_dir), config=config)
             else:
                 raise UserError(f"tracker {self.kind!r}: use tensorboard, mlflow, wandb or none")
         except ImportError:
-            raise UserError(f"tracker {self.kind!r} is not installed: {self.INSTALL[self.kind]} "
-                            "(or set tracker = \"none\" in the Exp)") from None
+            raise UserError(
+                f"tracker {self.kind!r} is not installed: {self.INSTALL[self.kind]} "
+                '(or set tracker = "none" in the Exp)'
+            ) from None
         self.active = True
         tqdm.write(f"tracking with {self.kind} in {relative(self.out_dir)}")
 
@@ -475,9 +542,11 @@ class Tracker(HookBase):
                 self.writer.add_scalar(key, value, step)
         elif self.kind == "mlflow":
             import mlflow
+
             mlflow.log_metrics(values, step=step)
         elif self.kind == "wandb":
             import wandb
+
             wandb.log(values, step=step)
 
     def after_step(self):
@@ -485,15 +554,24 @@ class Tracker(HookBase):
         if (t.iter + 1) % t.exp.log_interval == 0:
             values = {f"train/{k}": v for k, v in t.losses.items()}
             values |= {f"lr/{g.get('name', i)}": g["lr"] for i, g in enumerate(t.optimizer.param_groups)}
-            values |= {"train/grad_norm": t.grad_norm, "speed/images_per_s": t.images_per_s,
-                       "speed/data_time": t.data_time}
+            values |= {
+                "train/grad_norm": t.grad_norm,
+                "speed/images_per_s": t.images_per_s,
+                "speed/data_time": t.data_time,
+            }
             self._log(values, t.iter + 1)
 
     def after_epoch(self):
         t = self.trainer
         if t.metrics and t.metrics.get("epoch") == t.epoch + 1:
-            self._log({f"val/{k}": t.metrics[k] for k in ("mAP50_95", "mAP50", "mAP75")
-                       if t.metrics[k] is not None}, t.iter)
+            self._log(
+                {
+                    f"val/{k}": t.metrics[k]
+                    for k in ("mAP50_95", "mAP50", "mAP75")
+                    if t.metrics[k] is not None
+                },
+                t.iter,
+            )
 
     def after_train(self):
         if not self.active:
@@ -502,7 +580,9 @@ class Tracker(HookBase):
             self.writer.close()
         elif self.kind == "mlflow":
             import mlflow
+
             mlflow.end_run()
         elif self.kind == "wandb":
             import wandb
+
             wandb.finish()

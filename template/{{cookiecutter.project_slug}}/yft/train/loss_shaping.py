@@ -44,5 +44,7 @@ def install_loss_shaping(model, exp, ignore_classes=()):
     the class loss; return True if swapped."""
     if not (exp.label_smoothing or exp.focal_gamma or ignore_classes):
         return False
-    model.head.bcewithlog_loss = ShapedBCE(exp.num_classes, exp.label_smoothing, exp.focal_gamma, ignore_classes)
+    model.head.bcewithlog_loss = ShapedBCE(
+        exp.num_classes, exp.label_smoothing, exp.focal_gamma, ignore_classes
+    )
     return True

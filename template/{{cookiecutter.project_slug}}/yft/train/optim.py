@@ -32,13 +32,23 @@ def build_optimizer(model, exp, device=None):
             decay = name == "weight" and not isinstance(module, nn.modules.batchnorm._BatchNorm)
             groups[(part_of(full), decay)].append(param)
     param_groups = [
-        {"params": params, "weight_decay": exp.weight_decay if decay else 0.0,
-         "lr_mult": getattr(exp, f"{part}_lr_mult"), "name": f"{part}{'' if decay else '_no_decay'}"}
-        for (part, decay), params in groups.items() if params
+        {
+            "params": params,
+            "weight_decay": exp.weight_decay if decay else 0.0,
+            "lr_mult": getattr(exp, f"{part}_lr_mult"),
+            "name": f"{part}{'' if decay else '_no_decay'}",
+        }
+        for (part, decay), params in groups.items()
+        if params
     ]
     fused = device is not None and device.type == "cuda"
-    return torch.optim.SGD(param_groups, lr=exp.warmup_lr, momentum=exp.momentum, nesterov=True,
-                           **({"fused": True} if fused else {"foreach": True}))
+    return torch.optim.SGD(
+        param_groups,
+        lr=exp.warmup_lr,
+        momentum=exp.momentum,
+        nesterov=True,
+        **({"fused": True} if fused else {"foreach": True}),
+    )
 
 
 def set_lr(optimizer, base_lr):
@@ -71,7 +81,7 @@ class LRSchedule:
         if exp.scheduler == "step":
             epoch = iteration // self.iters_per_epoch
             drops = sum(epoch >= e for e in exp.lr_step_epochs)
-            return self.scale * lr * exp.lr_step_gamma ** drops
+            return self.scale * lr * exp.lr_step_gamma**drops
         min_lr = lr * exp.min_lr_ratio
         cosine_end = self.total - self.no_aug
         if iteration >= cosine_end:

@@ -39,9 +39,16 @@ from yft.train.transfer import STRATEGIES, load_pretrained
 from yft.train.weights import Start, backup_weights, sha256_of, starting_weights
 
 # A smoke run proves the whole pipeline runs, not that it learns: tiny inputs, few steps.
-SMOKE_SETTINGS = {"input_size": (128, 128), "test_size": (128, 128), "max_epoch": 2,
-                  "warmup_epochs": 1, "no_aug_epochs": 1, "multiscale": False,
-                  "data_num_workers": 0, "early_stop_patience": 0}
+SMOKE_SETTINGS = {
+    "input_size": (128, 128),
+    "test_size": (128, 128),
+    "max_epoch": 2,
+    "warmup_epochs": 1,
+    "no_aug_epochs": 1,
+    "multiscale": False,
+    "data_num_workers": 0,
+    "early_stop_patience": 0,
+}
 SMOKE_ITERS_PER_EPOCH = 3
 
 
@@ -56,9 +63,22 @@ def log(message):
         tqdm.write(message)
 
 
-def train(exp, device, ckpt=None, resume=False, smoke=False, batch_size=None, amp=None,
-          out_dir=None, progress=None, strategy=None, max_iters_per_epoch=None, extra_hooks=(), name=None,
-          from_scratch=False):
+def train(
+    exp,
+    device,
+    ckpt=None,
+    resume=False,
+    smoke=False,
+    batch_size=None,
+    amp=None,
+    out_dir=None,
+    progress=None,
+    strategy=None,
+    max_iters_per_epoch=None,
+    extra_hooks=(),
+    name=None,
+    from_scratch=False,
+):
     """Train and return the run folder (last.pth, best.pth, logs, curves).
 
     The folder: out_dir if given; with resume, the latest run (or the one called `name`); else a
@@ -130,40 +150,67 @@ def train(exp, device, ckpt=None, resume=False, smoke=False, batch_size=None, am
     if state is not None:
         report = load_weights(model, {"model": state["train_model"]})
         if report.skipped or report.missing:
-            raise UserError(f"{resume_path}: does not fit the Exp's model ({report.summary().splitlines()[0]}); "
-                            "was it trained with another model or class count?")
+            raise UserError(
+                f"{resume_path}: does not fit the Exp's model ({report.summary().splitlines()[0]}); "
+                "was it trained with another model or class count?"
+            )
     elif start.path:
         report = load_pretrained(model, exp, load_checkpoint(start.path), notes.append)
         if not report.loaded:
-            raise UserError(f"{start.path}: no tensor matched the model (is it a {exp.model_name} checkpoint?)")
+            raise UserError(
+                f"{start.path}: no tensor matched the model (is it a {exp.model_name} checkpoint?)"
+            )
 
     # The first lines of every run: device, where the weights came from, which profile.
-    log(f"device {describe(device)} x {world}, batch {batch_size} (x{exp.accumulate} accumulated), "
+    log(
+        f"device {describe(device)} x {world}, batch {batch_size} (x{exp.accumulate} accumulated), "
         f"{exp.max_epoch} epochs, input {exp.input_size[0]}x{exp.input_size[1]}, "
-        f"strategy {exp.strategy}, seed {seed}")
+        f"strategy {exp.strategy}, seed {seed}"
+    )
     if start.path:
-        log(f"weights: {relative(start.path)} ({start.source}, sha256 {sha256_of(start.path)[:12]}): "
-            f"{report.summary()}")
+        log(
+            f"weights: {relative(start.path)} ({start.source}, sha256 {sha256_of(start.path)[:12]}): "
+            f"{report.summary()}"
+        )
     else:
         log(f"weights: none, {start.source}")
     for note in notes:
         log(note)
     lr = exp.basic_lr_per_img * batch_size * max(1, exp.accumulate)
-    log(f"hyperparameters: {profile} profile, lr {lr:.3g} (basic_lr_per_img {exp.basic_lr_per_img:.3g} "
+    log(
+        f"hyperparameters: {profile} profile, lr {lr:.3g} (basic_lr_per_img {exp.basic_lr_per_img:.3g} "
         f"x batch {batch_size * max(1, exp.accumulate)}), warmup {exp.warmup_epochs} epochs"
-        + (" (from-scratch values: scratch_basic_lr_per_img, scratch_warmup_epochs)" if profile == "scratch" else ""))
+        + (
+            " (from-scratch values: scratch_basic_lr_per_img, scratch_warmup_epochs)"
+            if profile == "scratch"
+            else ""
+        )
+    )
 
     if resume is True and not smoke and distributed.is_main():
         runs.set_latest(exp, out_dir)
     if out_dir is None:  # only now: a run that cannot start leaves no empty folder behind
-        out_dir = distributed.broadcast_object(runs.new_run(exp, name, smoke) if distributed.is_main() else None)
+        out_dir = distributed.broadcast_object(
+            runs.new_run(exp, name, smoke) if distributed.is_main() else None
+        )
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     if distributed.is_main():  # what a killed run was writing (half a checkpoint) goes now
         for path in clean_stale_temps(out_dir):
             log(f"removed {relative(path)}, a temporary file left by a killed run")
-        record_run(exp, out_dir, start=start, profile=profile, resume=resume, smoke=smoke, device=device,
-                   world=world, batch_size=batch_size, amp=amp, seed=seed)
+        record_run(
+            exp,
+            out_dir,
+            start=start,
+            profile=profile,
+            resume=resume,
+            smoke=smoke,
+            device=device,
+            world=world,
+            batch_size=batch_size,
+            amp=amp,
+            seed=seed,
+        )
     if state is not None:
         log(f"resuming {relative(resume_path)} at epoch {state['epoch'] + 1}")
     elif start.path and distributed.is_main():
@@ -171,8 +218,9 @@ def train(exp, device, ckpt=None, resume=False, smoke=False, batch_size=None, am
 
     log("loading data")
     skip = state["iteration"] if state else 0
-    loader = build_train_loader(exp, batch_size // world, device, seed=seed, rank=rank,
-                                world_size=world, skip_batches=skip)
+    loader = build_train_loader(
+        exp, batch_size // world, device, seed=seed, rank=rank, world_size=world, skip_batches=skip
+    )
     iters_per_epoch = min(len(loader), max_iters_per_epoch or len(loader))
     unseen = []
     if exp.freeze_unseen_classes and state is None and start.path and report.kept_rows:
@@ -183,12 +231,16 @@ def train(exp, device, ckpt=None, resume=False, smoke=False, batch_size=None, am
     elif state is not None:
         unseen = list(state.get("frozen_class_rows", []))
     if unseen:
-        log(f"classes: {len(unseen)} taken from the checkpoint never appear in the training data; their "
+        log(
+            f"classes: {len(unseen)} taken from the checkpoint never appear in the training data; their "
             f"class weights stay frozen and out of the class loss ({', '.join(exp.class_names[r] for r in unseen[:5])}"
-            f"{' ...' if len(unseen) > 5 else ''}; freeze_unseen_classes)")
+            f"{' ...' if len(unseen) > 5 else ''}; freeze_unseen_classes)"
+        )
     if install_loss_shaping(model, exp, unseen):
-        log(f"loss shaping: label smoothing {exp.label_smoothing}, focal gamma {exp.focal_gamma}"
-            + (f", {len(unseen)} classes left out of the class loss" if unseen else ""))
+        log(
+            f"loss shaping: label smoothing {exp.label_smoothing}, focal gamma {exp.focal_gamma}"
+            + (f", {len(unseen)} classes left out of the class loss" if unseen else "")
+        )
     model.to(device)
     if exp.channels_last:
         model.to(memory_format=torch.channels_last)
@@ -199,39 +251,49 @@ def train(exp, device, ckpt=None, resume=False, smoke=False, batch_size=None, am
     ema = None
     if exp.ema:
         from yolox.utils import ModelEMA
+
         ema = ModelEMA(model, exp.ema_decay)
     if exp.compile:
         # Compile the forward of backbone + neck in place (after the EMA copied the model, so the
         # EMA keeps the plain forward); module names and checkpoints stay unchanged.
         model.backbone.forward = torch.compile(model.backbone.forward)
-    trainer = Trainer(exp, model, optimizer, schedule, loader, device, iters_per_epoch,
-                      ema=ema, amp_dtype=amp_dtype)
+    trainer = Trainer(
+        exp, model, optimizer, schedule, loader, device, iters_per_epoch, ema=ema, amp_dtype=amp_dtype
+    )
     trainer.profile = profile  # stored in checkpoints: a resume keeps the run's hyperparameters
     trainer.frozen_class_rows = unseen  # likewise
 
     def validate(eval_model):
-        metrics, _ = evaluate_backend(TorchBackend(eval_model, device), exp, "val", device,
-                                      batch_size=max(1, batch_size // world), progress=False,
-                                      sharded=True)
+        metrics, _ = evaluate_backend(
+            TorchBackend(eval_model, device),
+            exp,
+            "val",
+            device,
+            batch_size=max(1, batch_size // world),
+            progress=False,
+            sharded=True,
+        )
         return metrics
 
     main = distributed.is_main()
-    trainer.register_hooks([
-        hooks.Freezer(),
-        hooks.KeepClassRows(unseen) if unseen else None,
-        hooks.NoAugTail(),
-        hooks.Multiscale(seed) if exp.multiscale else None,
-        hooks.Evaluator(validate, out_dir),  # every rank validates its share of the images
-        hooks.EarlyStopping(exp.early_stop_patience) if exp.early_stop_patience else None,
-        hooks.PlateauLR(exp.plateau_patience, exp.plateau_factor) if exp.plateau_patience else None,
-        hooks.MetricsLog(out_dir) if main else None,
-        # After validation, the hooks that react to it and the log rows: a checkpoint holds them all.
-        hooks.Checkpointer(out_dir),  # every rank (each rank's RNG state); rank 0 writes
-        hooks.Tracker(exp.tracker, out_dir) if main and exp.tracker != "none" else None,
-        hooks.CurvePlot(out_dir) if main else None,
-        hooks.Progress(progress) if main else None,
-        *extra_hooks,
-    ])
+    trainer.register_hooks(
+        [
+            hooks.Freezer(),
+            hooks.KeepClassRows(unseen) if unseen else None,
+            hooks.NoAugTail(),
+            hooks.Multiscale(seed) if exp.multiscale else None,
+            hooks.Evaluator(validate, out_dir),  # every rank validates its share of the images
+            hooks.EarlyStopping(exp.early_stop_patience) if exp.early_stop_patience else None,
+            hooks.PlateauLR(exp.plateau_patience, exp.plateau_factor) if exp.plateau_patience else None,
+            hooks.MetricsLog(out_dir) if main else None,
+            # After validation, the hooks that react to it and the log rows: a checkpoint holds them all.
+            hooks.Checkpointer(out_dir),  # every rank (each rank's RNG state); rank 0 writes
+            hooks.Tracker(exp.tracker, out_dir) if main and exp.tracker != "none" else None,
+            hooks.CurvePlot(out_dir) if main else None,
+            hooks.Progress(progress) if main else None,
+            *extra_hooks,
+        ]
+    )
     if state is not None:
         restore_state(trainer, state)
     trainer.lr = schedule(trainer.iter)
@@ -245,23 +307,29 @@ def train(exp, device, ckpt=None, resume=False, smoke=False, batch_size=None, am
             disagreement = distributed.weights_disagreement(model, device)
             distributed.barrier()  # no rank tears the process group down while another still uses it
             if disagreement != 0:
-                raise UserError(f"DDP check failed: the {world} processes ended with different weights "
-                                f"(max difference {disagreement:.3g}); last.pth holds rank 0's. This is a "
-                                "bug or a hardware fault, not your data: please report it")
+                raise UserError(
+                    f"DDP check failed: the {world} processes ended with different weights "
+                    f"(max difference {disagreement:.3g}); last.pth holds rank 0's. This is a "
+                    "bug or a hardware fault, not your data: please report it"
+                )
             log(f"DDP check: {world} ranks agree on the weights (max difference 0)")
     except FloatingPointError as err:  # the trainer's own divergence message, as one line
         raise UserError(str(err)) from None
     except torch.OutOfMemoryError:
-        raise UserError(f"out of memory at batch size {batch_size}: try --batch-size {max(1, batch_size // 2)} "
-                        f"--set accumulate={2 * max(1, exp.accumulate)} (same effective batch), or --amp") from None
+        raise UserError(
+            f"out of memory at batch size {batch_size}: try --batch-size {max(1, batch_size // 2)} "
+            f"--set accumulate={2 * max(1, exp.accumulate)} (same effective batch), or --amp"
+        ) from None
     finally:
         distributed.shutdown()
     if not main:  # after shutdown every process would count as rank 0
         return out_dir
     minutes = (time.perf_counter() - started) / 60
     best = "n/a" if trainer.metrics is None and not trainer.best_ap else f"{100 * trainer.best_ap:.2f}"
-    log(f"done in {minutes:.1f} min; best val mAP50:95 {best}; "
-        f"checkpoints {relative(out_dir / 'best.pth')}, {relative(out_dir / 'last.pth')}")
+    log(
+        f"done in {minutes:.1f} min; best val mAP50:95 {best}; "
+        f"checkpoints {relative(out_dir / 'best.pth')}, {relative(out_dir / 'last.pth')}"
+    )
     return out_dir
 
 
@@ -279,11 +347,20 @@ def record_run(exp, out_dir, start, profile, resume, smoke, device, world, batch
         record = read_json(path)
         record.setdefault("resumed", []).append(now)
     else:
-        record = {"started": now, "exp_file": relative(getattr(exp, "exp_file", "") or "?"),
-                  "weights": relative(start.path) if start.path else None, "weights_source": start.source,
-                  "profile": profile, "smoke": bool(smoke),
-                  "device": str(device), "processes": world, "batch_size": batch_size, "amp": amp,
-                  "seed": seed, "settings": exp.non_default_settings()}
+        record = {
+            "started": now,
+            "exp_file": relative(getattr(exp, "exp_file", "") or "?"),
+            "weights": relative(start.path) if start.path else None,
+            "weights_source": start.source,
+            "profile": profile,
+            "smoke": bool(smoke),
+            "device": str(device),
+            "processes": world,
+            "batch_size": batch_size,
+            "amp": amp,
+            "seed": seed,
+            "settings": exp.non_default_settings(),
+        }
     write_json(path, record, indent=1)
 
 
@@ -307,6 +384,8 @@ def restore_state(trainer, state):
     if len(per_rank) == world:
         hooks.restore_rng_states(per_rank[rank], trainer.device)
     else:
-        log(f"resume: the checkpoint was written by {len(per_rank)} process(es), this run has {world}: "
+        log(
+            f"resume: the checkpoint was written by {len(per_rank)} process(es), this run has {world}: "
             "random streams (augmentation draws) start afresh and the images are dealt to the "
-            "processes differently; weights, optimiser, EMA, schedule and hooks are restored")
+            "processes differently; weights, optimiser, EMA, schedule and hooks are restored"
+        )

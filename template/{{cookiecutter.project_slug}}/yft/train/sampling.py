@@ -18,7 +18,7 @@ def repeat_factors(class_lists, threshold):
     """Per image repeat factor from its class indices (a list of arrays)."""
     images_with = {}
     for classes in class_lists:
-        for c in set(int(k) for k in classes):
+        for c in {int(k) for k in classes}:
             images_with[c] = images_with.get(c, 0) + 1
     n = max(1, len(class_lists))
     per_class = {c: max(1.0, math.sqrt(threshold / (count / n))) for c, count in images_with.items()}

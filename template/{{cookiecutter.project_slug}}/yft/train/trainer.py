@@ -52,8 +52,9 @@ class Trainer:
     scaler, schedule, frozen_units.
     """
 
-    def __init__(self, exp, model, optimizer, schedule, loader, device, iters_per_epoch,
-                 ema=None, amp_dtype=None):
+    def __init__(
+        self, exp, model, optimizer, schedule, loader, device, iters_per_epoch, ema=None, amp_dtype=None
+    ):
         self.exp, self.model, self.optimizer, self.schedule = exp, model, optimizer, schedule
         self.loader, self.device, self.ema = loader, device, ema
         self.iters_per_epoch, self.max_epoch = iters_per_epoch, exp.max_epoch
@@ -96,8 +97,9 @@ class Trainer:
         the frozen set changes."""
         if distributed.world_size() > 1:
             device_ids = [self.device.index] if self.device.type == "cuda" else None
-            self.wrapped = DistributedDataParallel(self.model, device_ids=device_ids,
-                                                   find_unused_parameters=bool(self.frozen_units))
+            self.wrapped = DistributedDataParallel(
+                self.model, device_ids=device_ids, find_unused_parameters=bool(self.frozen_units)
+            )
 
     def set_frozen(self, units, frozen_modules):
         """Record what is frozen and re-wrap the model for DDP."""
@@ -112,7 +114,8 @@ class Trainer:
         self._data = iter(self.loader)
         self._call("before_train")
         try:
-            for self.epoch in range(self.start_epoch, self.max_epoch):
+            # The hooks read the epoch from the trainer.
+            for self.epoch in range(self.start_epoch, self.max_epoch):  # noqa: B020
                 self._call("before_epoch")
                 for _ in range(self.iters_per_epoch):
                     self._call("before_step")
@@ -141,13 +144,16 @@ class Trainer:
         stepping = (self.iter + 1) % accumulate == 0 or (self.iter + 1) % self.iters_per_epoch == 0
         distributed_run = distributed.world_size() > 1
         if distributed_run and not isinstance(self.wrapped, DistributedDataParallel):
-            raise RuntimeError(f"{distributed.world_size()} processes but the model is not wrapped in "
-                               "DistributedDataParallel: the ranks would train apart (call wrap())")
+            raise RuntimeError(
+                f"{distributed.world_size()} processes but the model is not wrapped in "
+                "DistributedDataParallel: the ranks would train apart (call wrap())"
+            )
         # Under DDP, gradients are only all-reduced on the batch that steps the optimiser.
         sync = stepping or not distributed_run
-        with (torch.enable_grad() if sync else self.wrapped.no_sync()):
-            with torch.autocast(self.device.type, dtype=self.amp_dtype or torch.float32,
-                                enabled=self.amp_dtype is not None):
+        with torch.enable_grad() if sync else self.wrapped.no_sync():
+            with torch.autocast(
+                self.device.type, dtype=self.amp_dtype or torch.float32, enabled=self.amp_dtype is not None
+            ):
                 try:
                     outputs = self.wrapped(images, targets)
                 except RuntimeError:
@@ -204,7 +210,8 @@ class Trainer:
             raise FloatingPointError(
                 f"loss became {loss.item()} at iteration {self.iter} (epoch {self.epoch + 1}); "
                 "last.pth holds the last good epoch. Lower basic_lr_per_img, set grad_clip "
-                "(e.g. --set grad_clip=10), or check the boxes with `invoke validate`")
+                "(e.g. --set grad_clip=10), or check the boxes with `invoke validate`"
+            )
 
     def check_diverged(self, images):
         """FloatingPointError when the weights, or the head's outputs for `images`, are not finite
@@ -221,7 +228,8 @@ class Trainer:
             raise FloatingPointError(
                 f"the model became non-finite ({bad}) at iteration {self.iter} (epoch {self.epoch + 1}): "
                 "training diverged; last.pth holds the last good epoch. Lower basic_lr_per_img, set "
-                "grad_clip (e.g. --set grad_clip=10), or check the boxes with `invoke validate`")
+                "grad_clip (e.g. --set grad_clip=10), or check the boxes with `invoke validate`"
+            )
 
     def weighted_loss(self, outputs):
         """YOLOX's total loss, or the weighted sum of its parts when exp's loss weights differ."""

@@ -44,8 +44,9 @@ def frozen_units(exp, epoch):
         unfreeze_at = dict(exp.progressive_schedule)
         unknown = set(unfreeze_at) - set(UNITS[1:])
         if unknown:
-            raise UserError(f"progressive_schedule names unknown parts {sorted(unknown)}; "
-                            f"use {', '.join(UNITS[1:])}")
+            raise UserError(
+                f"progressive_schedule names unknown parts {sorted(unknown)}; use {', '.join(UNITS[1:])}"
+            )
         return [unit for unit in UNITS[1:] if epoch < unfreeze_at.get(unit, 0)]
     raise UserError(f"strategy {exp.strategy!r}: use one of {', '.join(STRATEGIES)}")
 
@@ -72,8 +73,9 @@ def describe_trainable(model, units):
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     total = sum(p.numel() for p in model.parameters())
     training = [u for u in UNITS if u not in units]
-    return (f"trainable: {', '.join(training)} ({trainable / 1e6:.2f}M of {total / 1e6:.2f}M parameters)"
-            + (f"; frozen: {', '.join(units)}" if units else ""))
+    return f"trainable: {', '.join(training)} ({trainable / 1e6:.2f}M of {total / 1e6:.2f}M parameters)" + (
+        f"; frozen: {', '.join(units)}" if units else ""
+    )
 
 
 def checkpoint_class_names(exp, state, rows):
@@ -137,16 +139,21 @@ def load_pretrained(model, exp, state, log=tqdm.write):
     row_map = class_row_map(exp, checkpoint_class_names(exp, state, rows), rows)
     if row_map is None:  # classes unknown: what fits loads as it is
         if rows is not None:
-            log(f"classes: the checkpoint's {rows} class outputs are not named (it stores no "
+            log(
+                f"classes: the checkpoint's {rows} class outputs are not named (it stores no "
                 "class_names and pretrained_classes has another count): class layers of the same "
-                "shape load as they are")
+                "shape load as they are"
+            )
         return load_weights(model, weights)
     surgery = {k: v for k, v in weights.items() if ".cls_preds." in k}
     report = load_weights(model, {k: v for k, v in weights.items() if k not in surgery})
     grafted = graft_class_rows(model, surgery, row_map)
     report.loaded += grafted
-    report.skipped += [(k, v.shape, model.state_dict()[k].shape) for k, v in surgery.items()
-                       if k not in grafted and k in model.state_dict()]
+    report.skipped += [
+        (k, v.shape, model.state_dict()[k].shape)
+        for k, v in surgery.items()
+        if k not in grafted and k in model.state_dict()
+    ]
     report.unexpected += [k for k in surgery if k not in model.state_dict()]
     report.missing = [k for k in report.missing if k not in surgery]
     report.kept_rows = sorted(row_map)
@@ -154,9 +161,12 @@ def load_pretrained(model, exp, state, log=tqdm.write):
     kept = [names[ours] for ours in sorted(row_map)]
     new = [name for k, name in enumerate(names) if k not in row_map]
     moved = sum(ours != theirs for ours, theirs in row_map.items())
-    log(f"classes: {len(kept)} of our {len(names)} start from the checkpoint's class weights"
-        + (f" ({_few(kept)})" if kept else "") + (f"; {len(new)} start fresh ({_few(new)})" if new else "")
-        + (f"; {moved} rows moved to our order" if moved else ""))
+    log(
+        f"classes: {len(kept)} of our {len(names)} start from the checkpoint's class weights"
+        + (f" ({_few(kept)})" if kept else "")
+        + (f"; {len(new)} start fresh ({_few(new)})" if new else "")
+        + (f"; {moved} rows moved to our order" if moved else "")
+    )
     return report
 
 

@@ -58,6 +58,7 @@ def shown(url):
 
     try:
         from sqlalchemy.engine import make_url
+
         return make_url(url).render_as_string(hide_password=True)
     except (ArgumentError, ValueError):  # not a URL at all: show it as typed
         return url
@@ -70,10 +71,11 @@ def open_storage(url, create=True):
     from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
     if url.startswith("sqlite:///"):
-        path = Path(url[len("sqlite:///"):])
+        path = Path(url[len("sqlite:///") :])
         if not create and not path.is_file():
-            raise UserError(f"{relative(path)}: no study database here (run `invoke tune` first, "
-                            "or give --storage)")
+            raise UserError(
+                f"{relative(path)}: no study database here (run `invoke tune` first, or give --storage)"
+            )
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
         except OSError as err:
@@ -82,14 +84,19 @@ def open_storage(url, create=True):
     engine_kwargs = {"connect_args": timeout} if url.startswith(("postgresql", "mysql")) else {}
     given = url
     if url.startswith("postgresql://"):  # psycopg 3 whatever SQLAlchemy's default driver is
-        url = "postgresql+psycopg://" + url[len("postgresql://"):]
+        url = "postgresql+psycopg://" + url[len("postgresql://") :]
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)  # heartbeats
     retry = optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=1)
     try:
         for attempt in range(3):
             try:
-                return optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs, heartbeat_interval=HEARTBEAT,
-                                                  grace_period=GRACE, heartbeat_stale_trial_callback=retry)
+                return optuna.storages.RDBStorage(
+                    url,
+                    engine_kwargs=engine_kwargs,
+                    heartbeat_interval=HEARTBEAT,
+                    grace_period=GRACE,
+                    heartbeat_stale_trial_callback=retry,
+                )
             except IntegrityError:  # two workers creating the tables of a new database at once
                 if attempt == 2:
                     raise
@@ -97,7 +104,9 @@ def open_storage(url, create=True):
     except ImportError as err:
         missing = getattr(err.__cause__, "name", None) or str(err.__cause__ or err)
         extra = " (pip install -e '.[postgres]')" if "psycopg" in missing else ""
-        raise UserError(f"--storage {shown(given)}: the database driver is not installed: {missing}{extra}") from None
+        raise UserError(
+            f"--storage {shown(given)}: the database driver is not installed: {missing}{extra}"
+        ) from None
     except (SQLAlchemyError, ValueError, OSError) as err:
         first = str(getattr(err, "orig", None) or err).strip().splitlines()[0]
         raise UserError(f"--storage {shown(given)}: cannot use this database ({first})") from None
@@ -164,13 +173,16 @@ def fail_dead_trials(study, storage):
         if started is not None and abs(started - attrs.get("pid_started", started)) < 1:
             continue  # still running
         storage.set_trial_state_values(trial._trial_id, TrialState.FAIL)
-        optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=1)(study, storage.get_trial(trial._trial_id))
+        optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=1)(
+            study, storage.get_trial(trial._trial_id)
+        )
         dead.append(trial.number)
     return dead
 
 
 def finished(study):
     from optuna.trial import TrialState
+
     return study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED))
 
 
@@ -201,24 +213,44 @@ class ProgressLine:
             head = f"trial {trial.number} {state}{where}: {self.metric} {value}"
         best = best_trial(study)
         best_text = f"best {100 * best.value:.2f} (trial {best.number})" if best else "best n/a"
-        settings = ", ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={tune_space.as_text(v)}"
-                             for k, v in trial.params.items())
+        settings = ", ".join(
+            f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={tune_space.as_text(v)}"
+            for k, v in trial.params.items()
+        )
         print(f"{head}  {best_text}  {len(done)}/{self.n_trials} done  eta {eta}  [{settings}]", flush=True)
 
 
 def best_trial(study):
     from optuna.trial import TrialState
 
-    complete = [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)) if t.value is not None]
+    complete = [
+        t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)) if t.value is not None
+    ]
     return max(complete, key=lambda t: (t.value, -t.number)) if complete else None
 
 
 SCRATCH_KEYS = {"basic_lr_per_img": "scratch_basic_lr_per_img", "warmup_epochs": "scratch_warmup_epochs"}
 
 
-def tune(exp_path, device, n_trials=20, epochs=10, iters=0, study_name="default", storage=None,
-         space_file=None, metric="mAP50_95", pruner="median", seed=None, ckpt=None, batch_size=None,
-         overrides=(), timeout=None, verbose=False, from_scratch=False):
+def tune(
+    exp_path,
+    device,
+    n_trials=20,
+    epochs=10,
+    iters=0,
+    study_name="default",
+    storage=None,
+    space_file=None,
+    metric="mAP50_95",
+    pruner="median",
+    seed=None,
+    ckpt=None,
+    batch_size=None,
+    overrides=(),
+    timeout=None,
+    verbose=False,
+    from_scratch=False,
+):
     """Run (or resume, or join) a study until it holds n_trials finished trials; returns
     (study, storage URL, tune folder)."""
     import optuna
@@ -231,8 +263,10 @@ def tune(exp_path, device, n_trials=20, epochs=10, iters=0, study_name="default"
     if pruner not in PRUNERS:
         raise UserError(f"--pruner {pruner}: use one of {', '.join(PRUNERS)}")
     if n_trials < 1 or epochs < 1 or iters < 0:
-        raise UserError(f"--trials {n_trials}, --epochs {epochs}, --iters {iters}: need trials >= 1, "
-                        "epochs >= 1 and iters >= 0")
+        raise UserError(
+            f"--trials {n_trials}, --epochs {epochs}, --iters {iters}: need trials >= 1, "
+            "epochs >= 1 and iters >= 0"
+        )
     if ckpt and not Path(ckpt).is_file():
         raise UserError(f"{ckpt}: checkpoint not found")
     base = [*overrides, f"max_epoch={epochs}"]
@@ -261,22 +295,34 @@ def tune(exp_path, device, n_trials=20, epochs=10, iters=0, study_name="default"
     out = tune_root(exp) / study_name
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
-    study = optuna.create_study(storage=store, study_name=study_name, direction="maximize",
-                                load_if_exists=True, sampler=optuna.samplers.TPESampler(seed=seed),
-                                pruner=build_pruner(pruner, epochs))
+    study = optuna.create_study(
+        storage=store,
+        study_name=study_name,
+        direction="maximize",
+        load_if_exists=True,
+        sampler=optuna.samplers.TPESampler(seed=seed),
+        pruner=build_pruner(pruner, epochs),
+    )
     if study.direction != optuna.study.StudyDirection.MAXIMIZE:
         raise UserError(f"study {study_name!r} in {shown(url)} minimises; tune maximises val mAP")
     if not study.get_trials(deepcopy=False) and out.is_dir() and any(out.glob("trial_*")):
-        raise UserError(f"{relative(out)} already holds trial folders of an earlier study named "
-                        f"{study_name!r}: use another --study, or move that folder away")
+        raise UserError(
+            f"{relative(out)} already holds trial folders of an earlier study named "
+            f"{study_name!r}: use another --study, or move that folder away"
+        )
     requeued = fail_dead_trials(study, store)
     if requeued:
-        print(f"trials {', '.join(map(str, requeued))} were left running by a killed worker: "
-              "marked failed, queued again with the same settings")
+        print(
+            f"trials {', '.join(map(str, requeued))} were left running by a killed worker: "
+            "marked failed, queued again with the same settings"
+        )
     done = len(finished(study))
-    print(f"study {study_name!r} in {shown(url)}: {done}/{n_trials} trials finished; "
-          f"{len(space)} settings searched, {epochs} epochs per trial"
-          + (f" x {iters} iterations" if iters else "") + f", objective val {metric}")
+    print(
+        f"study {study_name!r} in {shown(url)}: {done}/{n_trials} trials finished; "
+        f"{len(space)} settings searched, {epochs} epochs per trial"
+        + (f" x {iters} iterations" if iters else "")
+        + f", objective val {metric}"
+    )
     if done >= n_trials:
         return study, url, out
     train_seed = exp.seed if exp.seed is not None else 0
@@ -286,11 +332,18 @@ def tune(exp_path, device, n_trials=20, epochs=10, iters=0, study_name="default"
 
         run = out / f"trial_{trial.number:04d}"
         if run.exists():
-            raise UserError(f"{relative(run)} already exists: trial numbers of study {study_name!r} "
-                            "clash with an earlier one; use another --study")
+            raise UserError(
+                f"{relative(run)} already exists: trial numbers of study {study_name!r} "
+                "clash with an earlier one; use another --study"
+            )
         trial_overrides = tune_space.suggest(trial, space)
-        for key, value in {"run_dir": str(run), "host": socket.gethostname(), "pid": os.getpid(),
-                           "pid_started": process_started(os.getpid()), "overrides": trial_overrides}.items():
+        for key, value in {
+            "run_dir": str(run),
+            "host": socket.gethostname(),
+            "pid": os.getpid(),
+            "pid_started": process_started(os.getpid()),
+            "overrides": trial_overrides,
+        }.items():
             trial.set_user_attr(key, value)
         trial_exp = load_exp(exp_path, base + trial_overrides)
         trial_exp.seed = train_seed  # every trial sees the same data order: they differ by settings only
@@ -298,9 +351,17 @@ def tune(exp_path, device, n_trials=20, epochs=10, iters=0, study_name="default"
         run.mkdir(parents=True)
         try:
             with _captured(run / "tune_trial.log", verbose):
-                train(trial_exp, device, ckpt=ckpt, from_scratch=from_scratch, batch_size=batch_size,
-                      out_dir=run, progress=False,
-                      max_iters_per_epoch=iters or None, extra_hooks=[report])
+                train(
+                    trial_exp,
+                    device,
+                    ckpt=ckpt,
+                    from_scratch=from_scratch,
+                    batch_size=batch_size,
+                    out_dir=run,
+                    progress=False,
+                    max_iters_per_epoch=iters or None,
+                    extra_hooks=[report],
+                )
         except FloatingPointError as err:  # diverged: a fact about these settings, not an error
             trial.set_user_attr("error", str(err).split(";")[0])
             raise TrialFailed(str(err)) from None
@@ -318,11 +379,20 @@ def tune(exp_path, device, n_trials=20, epochs=10, iters=0, study_name="default"
     import torch
 
     catch = (TrialFailed, torch.OutOfMemoryError)
-    callbacks = [optuna.study.MaxTrialsCallback(n_trials, states=(optuna.trial.TrialState.COMPLETE,
-                                                                    optuna.trial.TrialState.PRUNED)),
-                 ProgressLine(n_trials, metric)]
-    study.optimize(objective, n_trials=n_trials - done, timeout=timeout, catch=catch, callbacks=callbacks,
-                   gc_after_trial=True)
+    callbacks = [
+        optuna.study.MaxTrialsCallback(
+            n_trials, states=(optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
+        ),
+        ProgressLine(n_trials, metric),
+    ]
+    study.optimize(
+        objective,
+        n_trials=n_trials - done,
+        timeout=timeout,
+        catch=catch,
+        callbacks=callbacks,
+        gc_after_trial=True,
+    )
     return study, url, out
 
 
@@ -332,8 +402,11 @@ def _captured(path, verbose):
     if verbose:
         yield
         return
-    with open(path, "a", encoding="utf-8") as log, contextlib.redirect_stdout(log), \
-            contextlib.redirect_stderr(log):
+    with (
+        open(path, "a", encoding="utf-8") as log,
+        contextlib.redirect_stdout(log),
+        contextlib.redirect_stderr(log),
+    ):
         yield
 
 
@@ -351,8 +424,9 @@ def trial_overrides(exp, number, study_name="default", storage=None):
         raise UserError(f"--study {study_name}: no such study in {shown(url)}") from None
     match = [t for t in study.get_trials(deepcopy=False) if t.number == number]
     if not match:
-        raise UserError(f"--from-trial {number}: study {study_name!r} has no trial {number} "
-                        f"(it has {len(study.trials)})")
+        raise UserError(
+            f"--from-trial {number}: study {study_name!r} has no trial {number} (it has {len(study.trials)})"
+        )
     trial = match[0]
     if trial.state.name not in FINISHED:
         raise UserError(f"--from-trial {number}: that trial is {trial.state.name.lower()}, not finished")

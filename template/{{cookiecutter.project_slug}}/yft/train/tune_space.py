@@ -72,8 +72,10 @@ def load_space_file(path):
         problem = getattr(err, "problem", None) or str(err).splitlines()[0]
         raise UserError(f"{path}:{where}: not valid YAML ({problem})") from None
     if not isinstance(data, dict) or not data:
-        raise UserError(f"{path}: expected a mapping of Exp setting names to ranges, e.g. "
-                        "'basic_lr_per_img: {low: 1.0e-5, high: 1.0e-3, log: true}'")
+        raise UserError(
+            f"{path}: expected a mapping of Exp setting names to ranges, e.g. "
+            "'basic_lr_per_img: {low: 1.0e-5, high: 1.0e-3, log: true}'"
+        )
     return data
 
 
@@ -129,8 +131,12 @@ def validate_space(exp, space, where="tune_space"):
             continue
         low, high = entry.get("low"), entry.get("high")
         numbers = (int, float)
-        if not isinstance(low, numbers) or not isinstance(high, numbers) or isinstance(low, bool) \
-                or isinstance(high, bool):
+        if (
+            not isinstance(low, numbers)
+            or not isinstance(high, numbers)
+            or isinstance(low, bool)
+            or isinstance(high, bool)
+        ):
             raise UserError(f"{where}: {key}: low and high must both be numbers (got {low!r}, {high!r})")
         if not low < high:
             raise UserError(f"{where}: {key}: empty range (low {low} is not below high {high})")
@@ -161,11 +167,13 @@ def distributions(space):
             plain = all(c is None or isinstance(c, (bool, int, float, str)) for c in choices)
             out[key] = d.CategoricalDistribution(choices if plain else [as_text(c) for c in choices])
         elif entry["int"]:
-            out[key] = d.IntDistribution(entry["low"], entry["high"], log=entry["log"],
-                                         step=int(entry["step"] or 1))
+            out[key] = d.IntDistribution(
+                entry["low"], entry["high"], log=entry["log"], step=int(entry["step"] or 1)
+            )
         else:
-            out[key] = d.FloatDistribution(float(entry["low"]), float(entry["high"]), log=entry["log"],
-                                           step=entry["step"])
+            out[key] = d.FloatDistribution(
+                float(entry["low"]), float(entry["high"]), log=entry["log"], step=entry["step"]
+            )
     return out
 
 

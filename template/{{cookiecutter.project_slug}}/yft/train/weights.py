@@ -76,8 +76,9 @@ def download_weights(model, cache=None, url=None, sha256=None, timeout=30, progr
     scheme = urllib.parse.urlsplit(url).scheme.lower() if url else "https"
     if scheme == "file":
         local = urllib.request.url2pathname(urllib.parse.urlsplit(url).path)
-        raise UserError(f"--url {url}: a local file needs no download; train from it with "
-                        f"`invoke train --ckpt {local}`")
+        raise UserError(
+            f"--url {url}: a local file needs no download; train from it with `invoke train --ckpt {local}`"
+        )
     if scheme not in ("http", "https"):
         raise UserError(f"--url {url}: give an http:// or https:// address")
     cache = Path(cache or default_cache())
@@ -93,8 +94,10 @@ def download_weights(model, cache=None, url=None, sha256=None, timeout=30, progr
     if expected and digest != expected:
         bad = target.with_suffix(".pth.corrupt")
         target.replace(bad)
-        raise UserError(f"{target}: sha256 {digest[:16]}... does not match the expected "
-                        f"{expected[:16]}...; moved it to {bad.name}, download again")
+        raise UserError(
+            f"{target}: sha256 {digest[:16]}... does not match the expected "
+            f"{expected[:16]}...; moved it to {bad.name}, download again"
+        )
     if not expected:
         _record(cache, name, digest)
     return target
@@ -110,9 +113,17 @@ def _fetch(url, part, timeout, progress, target):
                 have = 0  # the server ignored the Range header: start over
             total = response.length + have if response.length is not None else None
             part.parent.mkdir(parents=True, exist_ok=True)  # only once the server answered
-            with open(part, "ab" if resumed else "wb") as f, tqdm(
-                    total=total, initial=have, unit="B", unit_scale=True, desc=target.name,
-                    disable=not progress) as bar:
+            with (
+                open(part, "ab" if resumed else "wb") as f,
+                tqdm(
+                    total=total,
+                    initial=have,
+                    unit="B",
+                    unit_scale=True,
+                    desc=target.name,
+                    disable=not progress,
+                ) as bar,
+            ):
                 for block in iter(lambda: response.read(CHUNK), b""):
                     f.write(block)
                     bar.update(len(block))
@@ -124,7 +135,9 @@ def _fetch(url, part, timeout, progress, target):
         reason = getattr(err, "reason", err)
         raise DownloadError(
             f"cannot download {url} ({reason}). Offline? Fetch the file elsewhere and put it at "
-            f"{target} (or pass --ckpt PATH to train)", f"{url}: {reason}") from None
+            f"{target} (or pass --ckpt PATH to train)",
+            f"{url}: {reason}",
+        ) from None
 
 
 def backup_weights(path, out_dir):
@@ -143,6 +156,7 @@ def backup_weights(path, out_dir):
 @dataclass
 class Start:
     """Where a run's weights come from: path (None: random weights) and why."""
+
     path: Path = None
     source: str = "random initialisation"
 
@@ -166,12 +180,16 @@ def starting_weights(exp, ckpt=None, from_scratch=False, smoke=False, progress=T
     if pretrained != "auto":
         path = Path(pretrained)
         if not path.is_file():
-            raise UserError(f"{path}: the Exp's pretrained checkpoint is not there (set pretrained "
-                            "to a file, \"auto\" or None, or pass --ckpt FILE / --from-scratch)")
+            raise UserError(
+                f"{path}: the Exp's pretrained checkpoint is not there (set pretrained "
+                'to a file, "auto" or None, or pass --ckpt FILE / --from-scratch)'
+            )
         return Start(path, "the Exp's pretrained")
     if exp.model_name not in MODELS:
-        raise UserError(f"pretrained \"auto\": YOLOX publishes no weights for {exp.model_name!r}; "
-                        "pass --ckpt FILE or --from-scratch")
+        raise UserError(
+            f'pretrained "auto": YOLOX publishes no weights for {exp.model_name!r}; '
+            "pass --ckpt FILE or --from-scratch"
+        )
     cached = default_cache() / f"{exp.model_name}.pth"
     if smoke and not cached.is_file():
         return Start(None, f"random initialisation (smoke run; {cached} is not downloaded yet)")
@@ -183,5 +201,6 @@ def starting_weights(exp, ckpt=None, from_scratch=False, smoke=False, progress=T
             f"no pretrained weights for {exp.model_name}: {cached} is not in the cache and the "
             f"download failed ({err.reason}). Put the file there (from {release_url(cached.name)}, e.g. "
             "with `invoke download-weights` on a machine that is online), or train with --ckpt FILE "
-            "(other weights) or --from-scratch (random weights, far weaker on small datasets)") from None
+            "(other weights) or --from-scratch (random weights, far weaker on small datasets)"
+        ) from None
     return Start(path, "official COCO weights, " + ("cached" if was_cached else "downloaded"))

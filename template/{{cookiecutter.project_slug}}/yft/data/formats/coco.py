@@ -70,16 +70,22 @@ def read(sources, ctx, images=()):
     files = expand(sources)
     images = [Path(i) for i in images or ()]
     if len(images) not in (0, 1, len(files)):
-        raise UserError(f"--images given {len(images)} times for {len(files)} COCO files: give one "
-                        "folder for all, or one per file in --src order")
+        raise UserError(
+            f"--images given {len(images)} times for {len(files)} COCO files: give one "
+            "folder for all, or one per file in --src order"
+        )
     loaded = [(path, load_coco(path)) for path in files]
-    folders = [_image_folder(path, coco, images[0] if len(images) == 1 else images[k] if images else None)
-               for k, (path, coco) in enumerate(loaded)]
+    folders = [
+        _image_folder(path, coco, images[0] if len(images) == 1 else images[k] if images else None)
+        for k, (path, coco) in enumerate(loaded)
+    ]
     known = all(f is not None for f in folders)
     if not known and len(files) > 1:
         k = folders.index(None)
-        raise UserError(f"{files[k]}: cannot find the folder of its images to merge it; give "
-                        "--images once per --src, in order")
+        raise UserError(
+            f"{files[k]}: cannot find the folder of its images to merge it; give "
+            "--images once per --src, in order"
+        )
     root = Path(os.path.commonpath([os.path.abspath(f) for f in folders])) if known else None
     entries = []
     for (path, coco), folder in zip(loaded, folders):
@@ -97,8 +103,12 @@ def _entries(path, coco, folder, root, ctx):
         old = field(image, "id", (int, str), where)
         if old in images:
             raise UserError(f"{where}: duplicate image id {old}")
-        images[old] = (field(image, "file_name", str, where), field(image, "width", (int, float), where),
-                       field(image, "height", (int, float), where), where)
+        images[old] = (
+            field(image, "file_name", str, where),
+            field(image, "width", (int, float), where),
+            field(image, "height", (int, float), where),
+            where,
+        )
         boxes[old] = []
     for i, ann in enumerate(coco["annotations"]):
         where = f"{path}: annotations[{i}]"
@@ -121,8 +131,10 @@ def _entries(path, coco, folder, root, ctx):
             file = folder / name
             if not file.is_file():
                 if not ctx.skip_missing_images:
-                    raise UserError(f"{where}: image {name!r} not found in {folder} "
-                                    "(--skip-missing-images leaves it out, counted)")
+                    raise UserError(
+                        f"{where}: image {name!r} not found in {folder} "
+                        "(--skip-missing-images leaves it out, counted)"
+                    )
                 ctx.report.skip("image not found (--skip-missing-images)", where, max(len(boxes[old]), 1))
                 continue
             name = Path(os.path.relpath(os.path.abspath(file), root)).as_posix()

@@ -29,7 +29,9 @@ def walk(root, keep):
     for folder, dirs, files in os.walk(root):
         dirs[:] = sorted(d for d in dirs if not d.startswith("."))
         rel = os.path.relpath(folder, root)
-        found += [name if rel == "." else f"{rel}/{name}".replace(os.sep, "/") for name in files if keep(name)]
+        found += [
+            name if rel == "." else f"{rel}/{name}".replace(os.sep, "/") for name in files if keep(name)
+        ]
     found.sort()
     utf8(root)
     for rel in found:
@@ -103,7 +105,9 @@ class ImageIndex:
         base = name.rsplit("/", 1)[-1]
         for candidates in (self.by_name(base), self.by_stem(os.path.splitext(name)[0])):
             if prefer and len(candidates) > 1:
-                candidates = [c for c in candidates if any(c.startswith(f"{p}/") for p in prefer)] or candidates
+                candidates = [
+                    c for c in candidates if any(c.startswith(f"{p}/") for p in prefer)
+                ] or candidates
             if len(candidates) == 1:
                 return candidates[0]
             if candidates:
@@ -134,8 +138,10 @@ class Context:
         rel = self.index.lookup(name, where, prefer)
         if rel is None:
             if not self.skip_missing_images:
-                raise UserError(f"{where}: label without an image ({name!r} not found in "
-                                f"{self.index.root}; --skip-missing-images leaves such labels out, counted)")
+                raise UserError(
+                    f"{where}: label without an image ({name!r} not found in "
+                    f"{self.index.root}; --skip-missing-images leaves such labels out, counted)"
+                )
             self.report.skip("image not found (--skip-missing-images)", f"{where}: {name}", max(boxes, 1))
         return rel
 
@@ -251,8 +257,10 @@ def parse_xml(path, data=None):
         line, col = getattr(err, "position", (0, 0))
         raise UserError(f"{path}:{line}:{col}: malformed XML ({str(err).split(':')[0]})") from None
     except defusedxml.DefusedXmlException as err:
-        raise UserError(f"{path}: refused XML with entity or DTD declarations ({type(err).__name__}); "
-                        "label files never need them") from None
+        raise UserError(
+            f"{path}: refused XML with entity or DTD declarations ({type(err).__name__}); "
+            "label files never need them"
+        ) from None
 
 
 def xywh(x1, y1, x2, y2):
@@ -276,8 +284,10 @@ def rotated_bounds(cx, cy, corners, degrees):
 def rotated(ctx, degrees, where):
     """True when a rotated box is to be enclosed (--rotated enclose, counted); a UserError otherwise."""
     if ctx.option("rotated", "error") != "enclose":
-        raise UserError(f"{where}: box is rotated ({degrees:g} degrees) and COCO boxes are "
-                        "axis-aligned: --rotated enclose converts it to the box around it (counted)")
+        raise UserError(
+            f"{where}: box is rotated ({degrees:g} degrees) and COCO boxes are "
+            "axis-aligned: --rotated enclose converts it to the box around it (counted)"
+        )
     ctx.report.change("rotated box enclosed by an axis-aligned box (--rotated enclose)", where)
     return True
 
@@ -299,7 +309,7 @@ def run_chunks(func, items):
     from concurrent.futures import ProcessPoolExecutor  # imported only when used
 
     size = max(1, -(-len(items) // (count * 4)))
-    chunks = [items[i:i + size] for i in range(0, len(items), size)]
+    chunks = [items[i : i + size] for i in range(0, len(items), size)]
     results = []
     with ProcessPoolExecutor(count) as pool:
         for part, error in pool.map(_chunk, [func] * len(chunks), chunks):
@@ -317,4 +327,3 @@ def _chunk(func, items):
         except UserError as err:
             return out, str(err)
     return out, None
-

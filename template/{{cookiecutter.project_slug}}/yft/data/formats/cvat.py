@@ -19,8 +19,13 @@ import math
 from yft.data.formats.common import flag, num, parse_xml, rotated, rotated_bounds, xywh
 from yft.project import UserError
 
-NO_BOX = {"points": "points (no box)", "polyline": "polyline (no box)", "cuboid": "cuboid (no box)",
-          "skeleton": "skeleton (no box)", "tag": "tag (an image label, no box)"}
+NO_BOX = {
+    "points": "points (no box)",
+    "polyline": "polyline (no box)",
+    "cuboid": "cuboid (no box)",
+    "skeleton": "skeleton (no box)",
+    "tag": "tag (an image label, no box)",
+}
 
 
 def load(src):
@@ -95,8 +100,10 @@ def read(src, ctx, root=None, subset=None):
     root = load(src) if root is None else root
     names = subsets(root)
     if len(names) > 1 and subset is None:
-        raise UserError(f"{src}: a project export with subsets {', '.join(names)}: convert one with "
-                        "--subset NAME, or each to its own COCO file with --subset all")
+        raise UserError(
+            f"{src}: a project export with subsets {', '.join(names)}: convert one with "
+            "--subset NAME, or each to its own COCO file with --subset all"
+        )
     if subset is not None and subset not in names:
         raise UserError(f"--subset {subset}: {src} has subsets {', '.join(names) or '(none)'}")
     prefer = (subset,) if subset else ()
@@ -119,7 +126,11 @@ def read(src, ctx, root=None, subset=None):
         rel = ctx.find(name, where, boxes=len(boxes), prefer=prefer)
         if rel is not None:
             size = [image.get(k) for k in ("width", "height")]
-            size = [None, None] if None in size else [num(v, where, k) for v, k in zip(size, ("width", "height"))]
+            size = (
+                [None, None]
+                if None in size
+                else [num(v, where, k) for v, k in zip(size, ("width", "height"))]
+            )
             entries.append((rel, *size, boxes, where))
     excluded, kept = [], {e[0] for e in entries}
     for name, other in others:
@@ -147,7 +158,7 @@ def _tracks(src, root, ctx):
     frames, out_of_view = {}, 0
     for t, track in enumerate(root.findall("track")):
         label = track.get("label", "")
-        for k, shape in enumerate(track, 1):
+        for shape in track:
             if shape.tag in ("attribute", "track"):  # a skeleton's point tracks: part of it
                 continue
             frame = shape.get("frame")
@@ -165,8 +176,10 @@ def _tracks(src, root, ctx):
             attributes = _attributes(shape, track_id=int(num(track.get("id", t), here, "id")))
             frames.setdefault(number, []).append((label, *xywh(*box), here, attributes))
     if out_of_view:
-        ctx.report.notes.append(f"{src}: {out_of_view} track shape(s) with outside=1 (the object out of "
-                                "view in those frames): no box there, as CVAT means")
+        ctx.report.notes.append(
+            f"{src}: {out_of_view} track shape(s) with outside=1 (the object out of "
+            "view in those frames): no box there, as CVAT means"
+        )
     by_base = {}
     if frames:
         for rel in ctx.index.files:
@@ -188,6 +201,8 @@ def _tracks(src, root, ctx):
         elif ctx.skip_missing_images:
             ctx.report.skip("image not found (--skip-missing-images)", where, len(frames[number]))
         else:
-            raise UserError(f"{where}: no image {name}.* in {ctx.index.root} (CVAT for video names "
-                            "frames frame_NNNNNN; export with images, or --skip-missing-images)")
+            raise UserError(
+                f"{where}: no image {name}.* in {ctx.index.root} (CVAT for video names "
+                "frames frame_NNNNNN; export with images, or --skip-missing-images)"
+            )
     return entries

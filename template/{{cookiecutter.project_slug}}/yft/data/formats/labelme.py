@@ -34,8 +34,12 @@ def _box(shape, kind, where, report):
         return xs[0] - r, ys[0] - r, xs[0] + r, ys[0] + r
     if kind in ("rectangle", "polygon", "mask") and len(xs) >= 2:
         return min(xs), min(ys), max(xs), max(ys)
-    report.skip(f"{kind} without enough points" if kind in ("rectangle", "polygon", "circle", "mask")
-                else f"unknown shape type {kind!r}", where)
+    report.skip(
+        f"{kind} without enough points"
+        if kind in ("rectangle", "polygon", "circle", "mask")
+        else f"unknown shape type {kind!r}",
+        where,
+    )
     return None
 
 
@@ -72,8 +76,10 @@ def _image(data, path, ctx, boxes):
     if rel is not None:
         return rel
     if os.path.isfile(resolved):
-        raise UserError(f"{path}: its image {resolved} is outside --images {ctx.index.root}; "
-                        "give the folder that holds the images as --images")
+        raise UserError(
+            f"{path}: its image {resolved} is outside --images {ctx.index.root}; "
+            "give the folder that holds the images as --images"
+        )
     if isinstance(data.get("imageData"), str) and data["imageData"]:
         root = os.path.abspath(ctx.index.root)
         inside = resolved.startswith(root + os.sep)
@@ -84,7 +90,9 @@ def _image(data, path, ctx, boxes):
 
 def read(src, ctx):
     src = Path(src)
-    files = [src] if src.is_file() else [src / rel for rel in walk(src, lambda n: n.lower().endswith(".json"))]
+    files = (
+        [src] if src.is_file() else [src / rel for rel in walk(src, lambda n: n.lower().endswith(".json"))]
+    )
     entries = []
     for path in files:
         data = read_json(path)
@@ -103,8 +111,14 @@ def read(src, ctx):
                 key = (label, group)
                 if key in groups:
                     b = groups[key]
-                    groups[key] = [label, min(b[1], box[0]), min(b[2], box[1]), max(b[3], box[2]),
-                                   max(b[4], box[3]), b[5]]
+                    groups[key] = [
+                        label,
+                        min(b[1], box[0]),
+                        min(b[2], box[1]),
+                        max(b[3], box[2]),
+                        max(b[4], box[3]),
+                        b[5],
+                    ]
                     ctx.report.change("shape merged into its object's box (same label and group_id)", where)
                     continue
                 groups[key] = [label, *box, where]
@@ -117,7 +131,13 @@ def read(src, ctx):
             continue
         width = field(data, "imageWidth", (int, float), path)
         height = field(data, "imageHeight", (int, float), path)
-        entries.append((rel, width, height,
-                        [(label, *xywh(x1, y1, x2, y2), where, None) for label, x1, y1, x2, y2, where in boxes],
-                        path))
+        entries.append(
+            (
+                rel,
+                width,
+                height,
+                [(label, *xywh(x1, y1, x2, y2), where, None) for label, x1, y1, x2, y2, where in boxes],
+                path,
+            )
+        )
     return entries

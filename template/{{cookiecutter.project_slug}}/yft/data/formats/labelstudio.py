@@ -23,11 +23,22 @@ from yft.data.formats.common import image_ref_name, read_json, rotated, rotated_
 from yft.io import is_image_name
 from yft.project import UserError
 
-GEOMETRY = {"rectanglelabels": "rectangle", "rectangle": "rectangle", "polygonlabels": "polygon",
-            "polygon": "polygon", "ellipselabels": "ellipse", "ellipse": "ellipse"}
-NO_BOX = {"keypointlabels": "keypoint (no box)", "keypoint": "keypoint (no box)",
-          "brushlabels": "brush mask (not converted)", "brush": "brush mask (not converted)",
-          "magicwand": "brush mask (not converted)", "polylinelabels": "polyline (no box)"}
+GEOMETRY = {
+    "rectanglelabels": "rectangle",
+    "rectangle": "rectangle",
+    "polygonlabels": "polygon",
+    "polygon": "polygon",
+    "ellipselabels": "ellipse",
+    "ellipse": "ellipse",
+}
+NO_BOX = {
+    "keypointlabels": "keypoint (no box)",
+    "keypoint": "keypoint (no box)",
+    "brushlabels": "brush mask (not converted)",
+    "brush": "brush mask (not converted)",
+    "magicwand": "brush mask (not converted)",
+    "polylinelabels": "polyline (no box)",
+}
 
 
 def _image_ref(data, where):
@@ -58,12 +69,16 @@ def _locate(ref, ctx, where):
 def _find(ref, ctx, where, boxes):
     rel = _locate(ref, ctx, where)
     if rel is None:
-        return ctx.find(image_ref_name(ref).rsplit("/", 1)[-1] or ref, f"{where} (image {ref!r})", boxes=boxes)
+        return ctx.find(
+            image_ref_name(ref).rsplit("/", 1)[-1] or ref, f"{where} (image {ref!r})", boxes=boxes
+        )
     return rel
 
 
 def _geometry(v):
-    return "polygon" if "points" in v else "ellipse" if "radiusX" in v else "rectangle" if "width" in v else None
+    return (
+        "polygon" if "points" in v else "ellipse" if "radiusX" in v else "rectangle" if "width" in v else None
+    )
 
 
 def _min_results(values):
@@ -78,12 +93,22 @@ def _min_results(values):
             v = {**v, kind: v["labels"]}
         kind = kind or _geometry(v)
         if kind:
-            results.append({"type": kind, "value": v, "original_width": v.get("original_width"),
-                            "original_height": v.get("original_height")})
+            results.append(
+                {
+                    "type": kind,
+                    "value": v,
+                    "original_width": v.get("original_width"),
+                    "original_height": v.get("original_height"),
+                }
+            )
             if kind.endswith("labels"):
                 labelled.add(repr([v.get(k) for k in ("x", "y", "width", "height", "points")]))
-    return [r for r in results if r["type"].endswith("labels") or
-            repr([r["value"].get(k) for k in ("x", "y", "width", "height", "points")]) not in labelled]
+    return [
+        r
+        for r in results
+        if r["type"].endswith("labels")
+        or repr([r["value"].get(k) for k in ("x", "y", "width", "height", "points")]) not in labelled
+    ]
 
 
 def _min_records(records, src):
@@ -120,8 +145,11 @@ def _choose(task, ctx, where):
     if not usable and ctx.option("predictions") and task.get("predictions"):
         usable = [p for p in task["predictions"] if isinstance(p, dict)][:1]
     if not usable:
-        reason = ("task skipped or cancelled by the annotator: image left out" if annotations
-                  else "task without annotations: image left out")
+        reason = (
+            "task skipped or cancelled by the annotator: image left out"
+            if annotations
+            else "task without annotations: image left out"
+        )
         report.skip(reason, where)
         return None
     if choice == "all" or len(usable) == 1 and choice in ("first", "last"):
@@ -132,8 +160,11 @@ def _choose(task, ctx, where):
         chosen = next((a for a in usable if choice in _annotator(a)), None)
     for other in usable:
         if other is not chosen:
-            regions = sum(1 for r in other.get("result") or [] if isinstance(r, dict) and
-                          r.get("type") in {**GEOMETRY, **NO_BOX})
+            regions = sum(
+                1
+                for r in other.get("result") or []
+                if isinstance(r, dict) and r.get("type") in {**GEOMETRY, **NO_BOX}
+            )
             report.skip(f"box of another annotation of the task (--annotation {choice})", where, regions)
     if chosen is None:
         report.skip(f"task without an annotation by annotator {choice}: image left out", where)
@@ -174,7 +205,10 @@ def _region_box(result, labels, width, height, ctx, where):
             hw, hh = rx, ry
             if angle % 360 and rotated(ctx, angle, where):
                 a = math.radians(angle)
-                hw, hh = math.hypot(rx * math.cos(a), ry * math.sin(a)), math.hypot(rx * math.sin(a), ry * math.cos(a))
+                hw, hh = (
+                    math.hypot(rx * math.cos(a), ry * math.sin(a)),
+                    math.hypot(rx * math.sin(a), ry * math.cos(a)),
+                )
             x1, y1, x2, y2 = cx - hw, cy - hh, cx + hw, cy + hh
     except (KeyError, TypeError, ValueError, IndexError):
         raise UserError(f"{where}: {kind} value without numeric coordinates") from None
@@ -200,8 +234,13 @@ def read(src, ctx):
                 ctx.exclude(rel)  # not labelled: not a negative either
             continue
         results = [r for a in chosen for r in a.get("result") or [] if isinstance(r, dict)]
-        labels = {r.get("id"): r["value"]["labels"] for r in results if r.get("type") == "labels"
-                  and isinstance(r.get("value"), dict) and isinstance(r["value"].get("labels"), list)}
+        labels = {
+            r.get("id"): r["value"]["labels"]
+            for r in results
+            if r.get("type") == "labels"
+            and isinstance(r.get("value"), dict)
+            and isinstance(r["value"].get("labels"), list)
+        }
         regions = [r for r in results if r.get("type") in GEOMETRY or r.get("type") in NO_BOX]
         rel = _find(ref, ctx, where, len(regions))
         if rel is None:

@@ -21,6 +21,8 @@ MASK_FOLDERS = {"SegmentationClass", "SegmentationObject"}
 
 def is_mask(rel):
     return any(part in MASK_FOLDERS for part in rel.split("/")[:-1])
+
+
 _ATTRIBUTES = {}  # the texts of <difficult>, <truncated>, <occluded> -> attribute pairs
 
 
@@ -63,10 +65,14 @@ def parse(devkit, path):
             w, h = x2 - x1 + shift, y2 - y1 + shift
         except (TypeError, ValueError):
             where = f"{path}: <object> {n}"
-            x1, y1, x2, y2 = (round(num(t, where, f"<bndbox>/<{k}>"), 3)
-                              for t, k in zip(texts, ("xmin", "ymin", "xmax", "ymax")))
+            x1, y1, x2, y2 = (
+                round(num(t, where, f"<bndbox>/<{k}>"), 3)
+                for t, k in zip(texts, ("xmin", "ymin", "xmax", "ymax"))
+            )
             w, h = round(x2 - x1 + shift, 3), round(y2 - y1 + shift, 3)
-        attributes = _attributes(obj.findtext("difficult"), obj.findtext("truncated"), obj.findtext("occluded"))
+        attributes = _attributes(
+            obj.findtext("difficult"), obj.findtext("truncated"), obj.findtext("occluded")
+        )
         boxes.append((name, x1 - shift, y1 - shift, w, h, n, attributes))
     return filename, int(width), int(height), boxes
 
@@ -82,8 +88,10 @@ def read(src, ctx):
         raise UserError(f"{src}: --from voc needs the folder of XML files")
     masks = ctx.index.drop(is_mask) if ctx.index is not None else []
     if masks:
-        ctx.report.notes.append(f"{len(masks)} segmentation masks in {', '.join(sorted(MASK_FOLDERS))} "
-                                f"left out (label maps, not images), e.g. {masks[0]}")
+        ctx.report.notes.append(
+            f"{len(masks)} segmentation masks in {', '.join(sorted(MASK_FOLDERS))} "
+            f"left out (label maps, not images), e.g. {masks[0]}"
+        )
     files = [f"{src_dir}/{rel}" for rel in walk(src, lambda n: n.lower().endswith(".xml"))]
     parsed = run_chunks(partial(parse, convention == "devkit"), files)
     entries = []
@@ -100,5 +108,6 @@ def read(src, ctx):
         entries.append((rel, width, height, boxes, path))
     missing = [e[0] for e in entries if not e[1] or not e[2]]
     sizes = dict(zip(missing, run_chunks(size_of, [str(ctx.index.root / rel) for rel in missing])))
-    return [(rel, *(sizes[rel] if rel in sizes else (w, h)), boxes, path)
-            for rel, w, h, boxes, path in entries]
+    return [
+        (rel, *(sizes[rel] if rel in sizes else (w, h)), boxes, path) for rel, w, h, boxes, path in entries
+    ]

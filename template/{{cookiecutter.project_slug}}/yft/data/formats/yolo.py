@@ -112,7 +112,7 @@ def _swap(stem, old, new):
     parts = stem.split("/")
     for i in range(len(parts) - 2, -1, -1):
         if parts[i] == old:
-            return "/".join(parts[:i] + [new] + parts[i + 1:])
+            return "/".join(parts[:i] + [new] + parts[i + 1 :])
     return None
 
 
@@ -136,17 +136,30 @@ def parse(text, path, names, width, height):
                 xs, ys = values[0::2], values[1::2]
                 x, y, w, h = min(xs), min(ys), max(xs) - min(xs), max(ys) - min(ys)
             else:
-                raise UserError(f"{path}:{number}: expected 5 fields (class cx cy w h) or a segment "
-                                f"(class x1 y1 x2 y2 x3 y3 ...), found {len(fields)}")
+                raise UserError(
+                    f"{path}:{number}: expected 5 fields (class cx cy w h) or a segment "
+                    f"(class x1 y1 x2 y2 x3 y3 ...), found {len(fields)}"
+                )
         except ValueError:
             raise UserError(f"{path}:{number}: not a number in {line.strip()!r}") from None
         if not ok:  # also for NaN
-            raise UserError(f"{path}:{number}: coordinates must be normalised to [0, 1], found {line.strip()!r}")
+            raise UserError(
+                f"{path}:{number}: coordinates must be normalised to [0, 1], found {line.strip()!r}"
+            )
         if not 0 <= index < count:
             raise UserError(f"{path}:{number}: unknown class index {index} ({count} classes)")
         # rounded to 1/1000 px here, in the worker processes, rather than in the builder
-        boxes.append((names[index], round(x * width, 3), round(y * height, 3), round(w * width, 3),
-                      round(h * height, 3), number, None))
+        boxes.append(
+            (
+                names[index],
+                round(x * width, 3),
+                round(y * height, 3),
+                round(w * width, 3),
+                round(h * height, 3),
+                number,
+                None,
+            )
+        )
     return boxes
 
 
@@ -179,8 +192,10 @@ def _pairs(src, index):
         if label is None:
             continue
         if len(rels) > 1:
-            raise UserError(f"{index.root / stem}.*: two images share this name "
-                            f"({', '.join(rels)}); one label file cannot tell them apart")
+            raise UserError(
+                f"{index.root / stem}.*: two images share this name "
+                f"({', '.join(rels)}); one label file cannot tell them apart"
+            )
         pairs[rels[0]] = label
         used.add(label)
     rest = [rel for rel in labels.values() if rel not in used]
@@ -225,8 +240,10 @@ def read(src, ctx: Context, class_names_fallback):
             raise UserError(f"{path}: label file whose image is ambiguous")
     if index.files and not pairs:
         # a wrong --src (the image folder, a parent) would otherwise make every image a negative
-        raise UserError(f"{src}: no .txt label file pairs with an image in {index.root} (is --from yolo "
-                        "the export's format, and --src its label folder?)")
+        raise UserError(
+            f"{src}: no .txt label file pairs with an image in {index.root} (is --from yolo "
+            "the export's format, and --src its label folder?)"
+        )
     if ctx.option("require_labels"):
         for rel in index.files:
             if rel not in pairs:
@@ -234,8 +251,14 @@ def read(src, ctx: Context, class_names_fallback):
     root, src_dir = os.fspath(index.root), os.fspath(src)  # strings: 20k Path objects cost ~1 s
     items = [(f"{root}/{rel}", f"{src_dir}/{pairs[rel]}" if rel in pairs else None) for rel in index.files]
     results = run_chunks(partial(_item, names), items)
-    entries = [(rel, width, height, boxes or [], label or image)
-               for rel, (image, label), (width, height, boxes) in zip(index.files, items, results)]
-    table = {"source": str(names_file) if from_file else "the Exp's class order (no names file found; "
-             "--names FILE gives one)", "names": names}
+    entries = [
+        (rel, width, height, boxes or [], label or image)
+        for rel, (image, label), (width, height, boxes) in zip(index.files, items, results)
+    ]
+    table = {
+        "source": str(names_file)
+        if from_file
+        else "the Exp's class order (no names file found; --names FILE gives one)",
+        "names": names,
+    }
     return entries, table

@@ -196,23 +196,42 @@ def check_cache(folder, images, folds, epochs, seed, group_by, train_kwargs):
     import hashlib
     import json
 
-    data = [[im["split"], im["image_id"], im["file_name"], np.asarray(im["label_boxes"]).round(2).tolist(),
-             list(map(int, im["label_classes"]))] for im in images]
-    key = {"folds": folds, "epochs": epochs, "seed": seed, "group_by": group_by,
-           "start": {k: str(v) for k, v in sorted((train_kwargs or {}).items())},
-           "images": hashlib.sha256(json.dumps(data).encode("utf-8")).hexdigest()}
+    data = [
+        [
+            im["split"],
+            im["image_id"],
+            im["file_name"],
+            np.asarray(im["label_boxes"]).round(2).tolist(),
+            list(map(int, im["label_classes"])),
+        ]
+        for im in images
+    ]
+    key = {
+        "folds": folds,
+        "epochs": epochs,
+        "seed": seed,
+        "group_by": group_by,
+        "start": {k: str(v) for k, v in sorted((train_kwargs or {}).items())},
+        "images": hashlib.sha256(json.dumps(data).encode("utf-8")).hexdigest(),
+    }
     path = folder / "settings.json"
     if path.is_file():
         old = read_json(path)
         changed = [k for k in key if old.get(k) != key[k]]
         if changed:
-            what = ", ".join("the labelled images" if k == "images" else f"{k} {old.get(k)!r} -> {key[k]!r}"
-                             for k in changed)
-            raise UserError(f"{relative(folder)}: these K-fold predictions were made with other settings ({what}); "
-                            "delete the folder to retrain the folds, or pass another --output")
+            what = ", ".join(
+                "the labelled images" if k == "images" else f"{k} {old.get(k)!r} -> {key[k]!r}"
+                for k in changed
+            )
+            raise UserError(
+                f"{relative(folder)}: these K-fold predictions were made with other settings ({what}); "
+                "delete the folder to retrain the folds, or pass another --output"
+            )
     elif any(folder.glob("fold_*/predictions.json")):
-        raise UserError(f"{relative(folder)}: K-fold predictions without settings.json (from an older yft); "
-                        "delete the folder to retrain the folds, or pass another --output")
+        raise UserError(
+            f"{relative(folder)}: K-fold predictions without settings.json (from an older yft); "
+            "delete the folder to retrain the folds, or pass another --output"
+        )
     else:
         write_json(path, key, indent=1)  # the first run's settings: what later runs must match
 
