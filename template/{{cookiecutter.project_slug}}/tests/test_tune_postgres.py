@@ -20,16 +20,7 @@ from yft.train.tune import tune_root
 optuna = pytest.importorskip("optuna")
 pytest.importorskip("psycopg", reason="psycopg is not installed (pip install -e '.[postgres]')")
 
-TINY = [
-    "pretrained=none",
-    "input_size=64,64",
-    "test_size=64,64",
-    "no_aug_epochs=1",
-    "data_num_workers=0",
-    "tracker=none",
-    "multiscale=false",
-    "batch_size=4",
-]
+from test_tune import TINY  # noqa: E402  (one tiny training profile for both tune tests)
 
 
 def server_binaries():
