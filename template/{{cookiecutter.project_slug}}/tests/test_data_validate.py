@@ -3,6 +3,7 @@
 import hashlib
 import json
 import shutil
+from pathlib import Path
 
 import numpy as np
 from PIL import Image
@@ -116,3 +117,34 @@ def test_exif_rotated_size_is_an_error(exp, tmp_path):
     report, _, _ = validate(None, ann, folder, report_path=tmp_path / "r.json")
     (issue,) = report.errors
     assert issue["check"] == "size before EXIF rotation" and "40x80" in issue["message"]
+
+
+def test_near_duplicates_across_splits_but_not_blank_images(sample_exp):
+    """A re-encoded copy (JPEG quality 60, one pixel changed) of a val image in train is found by
+    its perceptual hash; two different blank images (flat grey with noise, solid black) are not
+    called near-identical, since a featureless image's hash says nothing about it."""
+    train, val = image_dir(sample_exp, "train"), image_dir(sample_exp, "val")
+    ann = annotation_path(sample_exp, "train")
+    coco = json.loads(ann.read_text())
+    val_data = json.loads(annotation_path(sample_exp, "val").read_text())
+    boxes = [a["image_id"] for a in val_data["annotations"]]
+    source = max(val_data["images"], key=lambda im: boxes.count(im["id"]))  # one with objects
+    copy = np.asarray(Image.open(val / source["file_name"])).copy()
+    copy[0, 0] = 255 - copy[0, 0]
+    Image.fromarray(copy).save(train / "recoded.jpg", quality=60)
+    rng = np.random.default_rng(0)
+    Image.fromarray(np.clip(128 + rng.normal(0, 6, (60, 80, 3)), 0, 255).astype(np.uint8)).save(train / "grey.jpg")
+    Image.fromarray(np.zeros((60, 80, 3), np.uint8)).save(val / "black.png")
+    for name, (w, h) in (("recoded.jpg", (source["width"], source["height"])), ("grey.jpg", (80, 60))):
+        coco["images"].append({"id": 5000 + len(coco["images"]), "file_name": name, "width": w, "height": h})
+    ann.write_text(json.dumps(coco))
+    val_ann = annotation_path(sample_exp, "val")
+    val_coco = json.loads(val_ann.read_text())
+    val_coco["images"].append({"id": 6000, "file_name": "black.png", "width": 80, "height": 60})
+    val_ann.write_text(json.dumps(val_coco))
+
+    report, _, _ = validate(sample_exp)
+    near = [i for i in report.issues if i["check"] == "near-identical image in two splits (possible leakage)"]
+    flagged = {(Path(i["file"]).name, i["message"].split(" (")[0].split("/")[-1]) for i in near}
+    assert ("recoded.jpg", source["file_name"]) in flagged or (source["file_name"], "recoded.jpg") in flagged
+    assert not any("grey.jpg" in i["file"] + i["message"] or "black.png" in i["file"] + i["message"] for i in near)

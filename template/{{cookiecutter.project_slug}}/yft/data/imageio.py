@@ -13,6 +13,20 @@ def dhash(gray):
     return int(np.packbits(bits).view(">u8")[0])
 
 
+# A 9x8 thumbnail whose grey levels span less than this has no structure to hash: blank frames,
+# flat backgrounds and solid fills all hash alike whatever their colour, so comparing their hashes
+# would report unrelated images as near-duplicates. Byte-identical copies are still caught by sha1.
+FEATURELESS_RANGE = 8
+
+
+def is_featureless(gray):
+    """True when a grayscale image has too little structure for dhash to tell it from others."""
+    import cv2
+
+    small = cv2.resize(gray, (9, 8), interpolation=cv2.INTER_AREA)
+    return int(small.max()) - int(small.min()) < FEATURELESS_RANGE
+
+
 def hamming(a, b):
     return bin(a ^ b).count("1")
 
@@ -21,7 +35,8 @@ def decode_check(path):
     """Fully decode one image with Pillow (EXIF orientation applied).
 
     Returns a dict: size (width, height) as displayed, raw_size (before orientation), mode,
-    orientation, sha1 of the bytes, dhash; or {"error": "..."} when the file does not decode.
+    orientation, sha1 of the bytes, dhash (left out for a featureless image: see
+    FEATURELESS_RANGE); or {"error": "..."} when the file does not decode.
     """
     import hashlib
 
@@ -48,14 +63,16 @@ def decode_check(path):
         return {"error": "not an image file"}
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as err:
         return {"error": f"does not decode ({err})"}
-    return {
+    info = {
         "size": (gray.shape[1], gray.shape[0]),
         "raw_size": raw_size,
         "mode": mode,
         "orientation": orientation,
         "sha1": hashlib.sha1(data).hexdigest(),
-        "dhash": dhash(gray),
     }
+    if not is_featureless(gray):
+        info["dhash"] = dhash(gray)
+    return info
 
 
 def convert_to_rgb(src, dst):
