@@ -21,6 +21,8 @@ from torch.nn.parallel import DistributedDataParallel
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from synthetic_models import boxy_model
+
 import yft.evaluate.run as evaluate_run
 from yft.data.loaders import build_train_loader
 from yft.inference import TorchBackend
@@ -136,17 +138,13 @@ def scenario_diverge():
 
 
 def scenario_sharded_eval():
-    """A model that detects plenty (untrained, biased heads), evaluated by both ranks together."""
+    """A model that detects plenty and matches some boxes (untrained, biased heads: boxy_model),
+    evaluated by both ranks together."""
     exp = tiny_exp(OUT / "runs")
     exp.test_conf = 0.3
     device = distributed.init(CPU)
     try:
-        torch.manual_seed(0)
-        model = exp.get_model()
-        with torch.no_grad():
-            for obj, cls in zip(model.head.obj_preds, model.head.cls_preds):
-                obj.bias.fill_(1.0)
-                cls.bias.normal_(0.0, 1.0)
+        model = boxy_model(exp)
         if RANK == 0:
             torch.save({"model": model.state_dict()}, OUT / "detecting.pth")
         metrics, results = evaluate_run.evaluate_backend(

@@ -133,7 +133,9 @@ def test_near_duplicates_across_splits_but_not_blank_images(sample_exp):
     copy[0, 0] = 255 - copy[0, 0]
     Image.fromarray(copy).save(train / "recoded.jpg", quality=60)
     rng = np.random.default_rng(0)
-    Image.fromarray(np.clip(128 + rng.normal(0, 6, (60, 80, 3)), 0, 255).astype(np.uint8)).save(train / "grey.jpg")
+    Image.fromarray(np.clip(128 + rng.normal(0, 6, (60, 80, 3)), 0, 255).astype(np.uint8)).save(
+        train / "grey.jpg"
+    )
     Image.fromarray(np.zeros((60, 80, 3), np.uint8)).save(val / "black.png")
     for name, (w, h) in (("recoded.jpg", (source["width"], source["height"])), ("grey.jpg", (80, 60))):
         coco["images"].append({"id": 5000 + len(coco["images"]), "file_name": name, "width": w, "height": h})
@@ -147,4 +149,6 @@ def test_near_duplicates_across_splits_but_not_blank_images(sample_exp):
     near = [i for i in report.issues if i["check"] == "near-identical image in two splits (possible leakage)"]
     flagged = {(Path(i["file"]).name, i["message"].split(" (")[0].split("/")[-1]) for i in near}
     assert ("recoded.jpg", source["file_name"]) in flagged or (source["file_name"], "recoded.jpg") in flagged
-    assert not any("grey.jpg" in i["file"] + i["message"] or "black.png" in i["file"] + i["message"] for i in near)
+    assert not any(
+        "grey.jpg" in i["file"] + i["message"] or "black.png" in i["file"] + i["message"] for i in near
+    )

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from synthetic_models import boxy_class
 
 from yft.data.sample import make_sample_dataset
 from yft.evaluate.run import evaluate_backend
@@ -32,7 +33,8 @@ def ddp_run(tmp_path_factory):
     root = tmp_path_factory.mktemp("ddp")
     exp = load_exp()
     exp.data_dir, exp.data_num_workers = str(root / "data"), 0
-    make_sample_dataset(exp, counts=(12, 7, 2), seed=1)  # 7 val images: shares of 4 and 3
+    # 7 val images: shares of 4 and 3; one class, the one synthetic_models.boxy_model predicts
+    make_sample_dataset(exp, counts=(12, 7, 2), seed=1, draw=(boxy_class(exp),))
     out = root / "out"
     out.mkdir()
     reports = {}

@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 import torch
+from synthetic_models import boxy_class, boxy_model
 
 from yft.data.sample import make_sample_dataset
-from yft.exp import COCO_CLASS_NAMES
 from yft.project import ROOT, UserError, load_exp
 from yft.train import tune_space
 from yft.train.tune import TrialReport, tune, tune_root
@@ -119,32 +119,13 @@ def test_trial_report_prunes_through_the_hook():
 
 
 def boxy_checkpoint(root):
-    """(exp, checkpoint): an untrained model whose biases put boxes of about the sample objects'
-    size on every anchor, so val mAP at score threshold 0.01 is small but above zero (no
-    training needed), and 0 at 0.99 (scores stay near 0.44)."""
-    import math
-
+    """(exp, checkpoint): synthetic_models.boxy_model on sample data of its one class, so val mAP
+    at score threshold 0.01 is small but above zero (no training needed), and 0 at 0.99 (scores
+    stay near 0.44)."""
     exp = load_exp(None, [f"data_dir={root / 'data'}", f"output_dir={root / 'runs'}", "data_num_workers=0"])
-    make_sample_dataset(exp, counts=(4, 6, 0), seed=4)
-    # The classes the sample data draws (all of them, or those that are not COCO's in the
-    # keep_coco and replace modes) score 0.5; COCO's others next to nothing.
-    ours = [
-        i
-        for i, name in enumerate(exp.class_names)
-        if exp.class_mode == "fresh" or name not in COCO_CLASS_NAMES
-    ]
-    torch.manual_seed(0)
-    model = exp.get_model()
-    with torch.no_grad():
-        for level, (obj, cls, reg) in enumerate(
-            zip(model.head.obj_preds, model.head.cls_preds, model.head.reg_preds)
-        ):
-            obj.bias.fill_(2.0)
-            cls.bias.fill_(-6.0)
-            cls.bias[ours] = 0.0
-            reg.bias[2:4].fill_(math.log((3.0, 2.5, 2.0)[level]))  # box side = 3, 2.5, 2 strides
+    make_sample_dataset(exp, counts=(4, 6, 0), seed=4, draw=(boxy_class(exp),))
     ckpt = root / "boxy.pth"
-    torch.save({"model": model.state_dict(), "class_names": list(exp.class_names)}, ckpt)
+    torch.save({"model": boxy_model(exp).state_dict(), "class_names": list(exp.class_names)}, ckpt)
     return exp, ckpt
 
 

@@ -200,7 +200,8 @@ def _image_entry(m):
             [
                 *np.round(m.det_boxes[d], 1).tolist(),
                 int(m.det_cls[d]),
-                round(float(m.det_score[d]), 4),
+                float(m.det_score[d]),  # as in detections.json (5 decimals): rounding again
+                # would move scores across the threshold and the page would count other errors
                 state,
                 int(m.det_gt[d, T50]),
             ]
