@@ -64,6 +64,20 @@ def test_yolo_to_coco(yolo, tmp_path):
     )
 
 
+def test_yolo_float_rounding_is_not_a_pixel_coordinate(yolo, tmp_path):
+    """1.0000001 is float32's 1.0 as exporters print it: accepted, and the box it puts past the
+    edge is clipped and counted; 1.001 is a coordinate out of range and refused."""
+    images, labels = yolo
+    (labels / "a.txt").write_text("0 0.5 0.5 0.2 0.4\n2 1.0000001 0.5 0.2 1.0000001\n")
+    summary = run("yolo", labels, images, tmp_path / "out.json")
+    coco = json.loads((tmp_path / "out.json").read_text())
+    assert summary["boxes"] == 3 and summary["changed"] == {"box clipped to the image edge": 1}
+    assert coco["annotations"][1]["bbox"] == pytest.approx([180, 0, 20, 100])
+    (labels / "a.txt").write_text("0 0.5 0.5 0.2 1.001\n")
+    with pytest.raises(UserError, match=r"a.txt:1: coordinates must be normalised"):
+        run("yolo", labels, images, tmp_path / "x.json")
+
+
 def test_yolo_map_and_drop_unknown(yolo, tmp_path):
     images, labels = yolo
     (labels / "classes.txt").write_text("kitty\ndog\nparrot\n")

@@ -115,3 +115,14 @@ def test_second_train_leaves_the_first_alone_and_resume_continues_latest(sample_
     assert out == second and load_checkpoint(second / "last.pth")["epoch"] == 2
     assert not stale.exists()
     assert sorted(p.name for p in runs.runs_root(exp).iterdir()) == ["latest", "train", "train2"]
+
+
+def test_resume_of_a_run_without_a_checkpoint_says_to_start_anew(sample_exp):
+    """A run stopped before its first checkpoint is still `latest`: --resume names the missing
+    last.pth and what to do instead, and writes nothing."""
+    exp = tiny(sample_exp)
+    folder = runs.new_run(exp)  # what a run leaves when it is stopped during its first epoch
+    before = sorted(p.name for p in runs.runs_root(exp).iterdir())
+    with pytest.raises(UserError, match=r"train/last.pth: nothing to resume .* without --resume"):
+        train(exp, torch.device("cpu"), batch_size=4, progress=False, resume=True)
+    assert sorted(p.name for p in runs.runs_root(exp).iterdir()) == before and not any(folder.iterdir())

@@ -4,6 +4,7 @@
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -169,6 +170,10 @@ def test_pruning_in_real_trials(tmp_path):
     assert pruned.intermediate_values[2] < first.intermediate_values[2]
     history = json.loads((out / "trial_0002" / "history.json").read_text())
     assert [h["epoch"] for h in history] == [1, 2]  # stopped after the validation that pruned it
+    # the replay hint starts from the same weights as the trials
+    assert re.search(
+        rf"invoke train --from-trial [01] --ckpt \S*{ckpt.name}\n", (out / "best_exp.py").read_text()
+    )
 
 
 def run_tune(args, project_env, **popen):

@@ -123,6 +123,11 @@ def train(
     state = None
     if resume:
         resume_path = Path(out_dir) / "last.pth" if resume is True else Path(resume)
+        if resume is True and not resume_path.is_file():
+            raise UserError(
+                f"{relative(resume_path)}: nothing to resume (the run stopped before its first "
+                "checkpoint, or is still running); start a new run without --resume"
+            )
         state = load_checkpoint(resume_path)
         check_class_names(state, exp, resume_path, "--resume")
         start = Start(resume_path, "--resume")

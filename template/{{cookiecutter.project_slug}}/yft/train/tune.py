@@ -343,6 +343,8 @@ def tune(
             "pid": os.getpid(),
             "pid_started": process_started(os.getpid()),
             "overrides": trial_overrides,
+            # how the trial's weights started, for the `invoke train --from-trial` hint
+            "start": f"--ckpt {relative(ckpt)}" if ckpt else "--from-scratch" if from_scratch else "",
         }.items():
             trial.set_user_attr(key, value)
         trial_exp = load_exp(exp_path, base + trial_overrides)

@@ -56,6 +56,7 @@ def write_best(study, exp, url, out, metric):
         return []
     command = (
         f"invoke train --from-trial {best.number}"
+        + (f" {best.user_attrs['start']}" if best.user_attrs.get("start") else "")
         + (f" --study {study.study_name}" if study.study_name != "default" else "")
         + ("" if url.startswith("sqlite:///") else " --storage URL")
     )

@@ -116,6 +116,17 @@ def _swap(stem, old, new):
     return None
 
 
+# Exporters write normalised values through float32 (1.0 becomes 1.0000001, 0.0 -0.0000001):
+# that is rounding, not a pixel coordinate. A box it puts past the edge is then clipped and
+# counted by the builder, like any other box crossing the edge.
+UNIT_TOLERANCE = 1e-6
+
+
+def _unit(value):
+    """True for a normalised coordinate in [0, 1] give or take float rounding (False for NaN)."""
+    return -UNIT_TOLERANCE <= value <= 1.0 + UNIT_TOLERANCE
+
+
 def parse(text, path, names, width, height):
     """[(class name, x, y, w, h, line number, None)] in pixels from a YOLO label file's text."""
     boxes = []
@@ -126,13 +137,13 @@ def parse(text, path, names, width, height):
             if len(fields) == 5:  # the usual line: class cx cy w h
                 index, cx, cy = int(fields[0]), float(fields[1]), float(fields[2])
                 w, h = float(fields[3]), float(fields[4])
-                ok = 0.0 <= cx <= 1.0 and 0.0 <= cy <= 1.0 and 0.0 <= w <= 1.0 and 0.0 <= h <= 1.0
+                ok = all(_unit(v) for v in (cx, cy, w, h))
                 x, y = cx - w / 2, cy - h / 2
             elif not fields:
                 continue
             elif len(fields) >= 7 and len(fields) % 2:  # an Ultralytics segment: class x1 y1 x2 y2 ...
                 index, values = int(fields[0]), [float(v) for v in fields[1:]]
-                ok = all(0.0 <= v <= 1.0 for v in values)
+                ok = all(_unit(v) for v in values)
                 xs, ys = values[0::2], values[1::2]
                 x, y, w, h = min(xs), min(ys), max(xs) - min(xs), max(ys) - min(ys)
             else:
