@@ -2,6 +2,7 @@
 
     python benchmarks/demo_seeds.py                   # seeds 0,1,2 in a temporary demo project
     python benchmarks/demo_seeds.py --seeds 0,1,2,3,4 --scratch --out demo_seeds.json
+    python benchmarks/demo_seeds.py --epochs 60 --base BASE.pth  # another budget, a given base
 
 Renders the demo project (the answers and settings of `invoke demo`, from tasks.py), takes the
 demo's base model from the weights cache (or trains it, as the demo does), then for each seed
@@ -41,6 +42,12 @@ def main(argv=None):
     p.add_argument("--seeds", default="0,1,2", help="comma-separated seeds (INT,INT,...)")
     p.add_argument("--scratch", action="store_true", help="also train each seed from random weights")
     p.add_argument("--out", help="write the rows as JSON to this file")
+    p.add_argument("--epochs", type=int, help="finetuning epochs (default: the demo's)")
+    p.add_argument("--set", action="append", default=[], help="another Exp setting for every run (KEY=VALUE)")
+    p.add_argument("--train-images", type=int, default=None, help="training images (default: the demo's)")
+    p.add_argument(
+        "--base", help="a base checkpoint to finetune (default: the demo's, cached or trained now)"
+    )
     args = p.parse_args(argv)
     seeds = [int(s) for s in args.seeds.split(",")]
 
@@ -48,17 +55,18 @@ def main(argv=None):
     py = f'"{sys.executable}" -m invoke'
     rows = []
     with tempfile.TemporaryDirectory(prefix="yft-demo-seeds-") as tmp:
-        project = tasks.render_project(Path(tmp) / "demo", tasks.DEMO_ANSWERS)
-        base = tasks.demo_base(c, py)
+        epochs = args.epochs or tasks.DEMO_ANSWERS["epochs"]
+        project = tasks.render_project(Path(tmp) / "demo", tasks.DEMO_ANSWERS | {"epochs": epochs})
+        base = Path(args.base).resolve() if args.base else tasks.demo_base(c, py)
         with c.cd(str(project)):
-            c.run(f"{py} sample-data --train {tasks.DEMO_TRAIN_IMAGES}", echo=True)
+            c.run(f"{py} sample-data --train {args.train_images or tasks.DEMO_TRAIN_IMAGES}", echo=True)
             runs = [("finetuned", f"--ckpt {base}", tasks.DEMO_TRAIN_SETTINGS)]
             if args.scratch:
                 runs.append(("scratch", "--from-scratch", scratch_settings()))
             for seed in seeds:
                 for kind, start, settings in runs:
                     name = f"{kind}-seed{seed}"
-                    sets = " ".join(f"--set {s}" for s in settings + [f"seed={seed}"])
+                    sets = " ".join(f"--set {s}" for s in settings + args.set + [f"seed={seed}"])
                     started = time.perf_counter()
                     c.run(
                         f"{py} train --device cpu --quiet --name {name} {start} {sets}", echo=True, hide="out"
@@ -71,6 +79,7 @@ def main(argv=None):
                         {
                             "kind": kind,
                             "seed": seed,
+                            "epochs": epochs,
                             "mAP50": metrics["mAP50"],
                             "mAP50_95": metrics["mAP50_95"],
                             "train_minutes": round(minutes, 2),

@@ -21,7 +21,7 @@ from torch.nn.parallel import DistributedDataParallel
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from synthetic_models import boxy_model
+from synthetic_models import boxy_model, tiny
 
 import yft.evaluate.run as evaluate_run
 from yft.data.loaders import build_train_loader
@@ -51,27 +51,16 @@ evaluate_run.detect_split = counting_detect_split
 
 
 def tiny_exp(output):
-    exp = load_exp()
-    settings = {
-        "data_dir": str(DATA),
-        "output_dir": str(output),
-        "data_num_workers": 0,
-        "input_size": (64, 64),
-        "test_size": (64, 64),
-        "max_epoch": 3,
-        "warmup_epochs": 1,
-        "no_aug_epochs": 1,
-        "multiscale": False,
-        "tracker": "none",
-        "seed": 3,
-        "early_stop_patience": 0,
-        "ckpt_interval": 0,
-        "eval_interval": 1,
-        "deterministic": True,
-        "log_interval": 1,
-    }
-    for key, value in settings.items():
-        setattr(exp, key, value)
+    exp = tiny(
+        load_exp(),
+        data_dir=str(DATA),
+        output_dir=str(output),
+        data_num_workers=0,
+        max_epoch=3,
+        eval_interval=1,
+        deterministic=True,
+        log_interval=1,
+    )
     exp.pretrained = None  # random weights: no download
     return exp
 

@@ -1,11 +1,33 @@
-"""Untrained models with a known behaviour, for tests that need detections that match without
-training (shared by the pytest tests and tests/ddp_worker.py, which torchrun starts as a script)."""
+"""Shared by the tests and tests/ddp_worker.py (which torchrun starts as a script): the settings
+of tiny training runs, and untrained models with a known behaviour for tests that need
+detections that match without training."""
 
 import math
 
 import torch
 
 from yft.exp import COCO_CLASS_NAMES
+
+# Fast, deterministic CPU runs: 64 px, two epochs (the second without mosaic), seeded.
+TINY_SETTINGS = {
+    "input_size": (64, 64),
+    "test_size": (64, 64),
+    "max_epoch": 2,
+    "warmup_epochs": 1,
+    "no_aug_epochs": 1,
+    "multiscale": False,
+    "tracker": "none",
+    "seed": 3,
+    "early_stop_patience": 0,
+    "ckpt_interval": 0,
+}
+
+
+def tiny(exp, **settings):
+    """exp with TINY_SETTINGS and then `settings` applied; returns it."""
+    for key, value in (TINY_SETTINGS | settings).items():
+        setattr(exp, key, value)
+    return exp
 
 
 def own_classes(exp):

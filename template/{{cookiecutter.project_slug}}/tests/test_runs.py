@@ -4,6 +4,7 @@ import os
 
 import pytest
 import torch
+from synthetic_models import tiny as tiny_run
 
 from yft import runs
 from yft.inference import default_checkpoint
@@ -63,22 +64,10 @@ def test_default_checkpoint_is_the_latest_runs(exp):
 
 
 def tiny(exp, **settings):
-    base = {
-        "input_size": (64, 64),
-        "test_size": (64, 64),
-        "max_epoch": 1,
-        "warmup_epochs": 0,
-        "no_aug_epochs": 0,
-        "multiscale": False,
-        "tracker": "none",
-        "seed": 3,
-        "early_stop_patience": 0,
-        "ckpt_interval": 0,
-        "eval_interval": 100,
-    }
-    for key, value in (base | settings).items():
-        setattr(exp, key, value)
-    return exp
+    """One short epoch without mosaic or validation."""
+    return tiny_run(
+        exp, **{"max_epoch": 1, "warmup_epochs": 0, "no_aug_epochs": 0, "eval_interval": 100} | settings
+    )
 
 
 def test_second_train_leaves_the_first_alone_and_resume_continues_latest(sample_exp):

@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from synthetic_models import tiny
 
 from yft.exp import COCO_CATEGORY_IDS, COCO_CLASS_NAMES
 from yft.project import UserError
@@ -18,25 +19,6 @@ from yft.train.sampling import TrainSampler, repeat_factors
 from yft.train.transfer import load_pretrained
 
 CPU = torch.device("cpu")
-
-
-def tiny(exp, **settings):
-    """Settings for fast, deterministic CPU runs."""
-    base = {
-        "input_size": (64, 64),
-        "test_size": (64, 64),
-        "max_epoch": 2,
-        "warmup_epochs": 1,
-        "no_aug_epochs": 1,
-        "multiscale": False,
-        "tracker": "none",
-        "seed": 3,
-        "early_stop_patience": 0,
-        "ckpt_interval": 0,
-    }
-    for key, value in (base | settings).items():
-        setattr(exp, key, value)
-    return exp
 
 
 def weights(path, key="train_model"):

@@ -84,6 +84,18 @@ def final_metrics(out):
     return json.loads((out / "history.json").read_text())[-1]
 
 
+@pytest.fixture(scope="module", autouse=True)
+def single_thread():
+    """Every run of this module on one torch thread. The thread count changes the order of float
+    sums, and a 96-iteration run follows it: the keep-mode run gave the new class 0.31 AP50 on one
+    thread and 0.07 on two. The figures above were measured on one thread; the same count makes
+    them reproducible on any runner."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture(scope="module")
 def base_checkpoint(tmp_path_factory):
     """The 'pretrained' model, in YOLOX's release format, trained once for this module."""
