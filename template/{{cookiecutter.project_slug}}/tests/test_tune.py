@@ -19,6 +19,7 @@ from yft.data.sample import make_sample_dataset
 from yft.project import ROOT, UserError, load_exp
 from yft.train import tune_space
 from yft.train.tune import TrialReport, tune, tune_root
+from yft.train.tune_report import summarize
 
 optuna = pytest.importorskip("optuna")
 
@@ -171,8 +172,10 @@ def test_pruning_in_real_trials(tmp_path):
     history = json.loads((out / "trial_0002" / "history.json").read_text())
     assert [h["epoch"] for h in history] == [1, 2]  # stopped after the validation that pruned it
     # the replay hint starts from the same weights as the trials
+    summarize(study, exp, storage, out, "mAP50_95")
     assert re.search(
-        rf"invoke train --from-trial [01] --ckpt \S*{ckpt.name}\n", (out / "best_exp.py").read_text()
+        rf"invoke train --from-trial [01] --ckpt \S*{ckpt.name} --study p\n",
+        (out / "best_exp.py").read_text(),
     )
 
 
