@@ -119,5 +119,31 @@ def test_an_image_that_stops_decoding_during_training_is_named(sample_exp):
     source = dataset._dataset
     name = source.annotations[0][3]
     (image_dir(sample_exp, "train") / name).write_bytes(b"")  # replaced after the check
-    with pytest.raises(UserError, match=f"{name}: does not decode"):
+    with pytest.raises(UserError, match=f"{name}: does not decode .* then `invoke train --resume`"):
         source.resized_image(0)
+
+
+def test_a_decode_failure_in_a_loader_worker_stays_one_line(sample_exp):
+    """Training loads images in worker processes; torch re-raises their errors with the worker's
+    traceback in the message. The user still gets the one line naming the file."""
+    import torch
+
+    from yft.data.loaders import build_train_dataset
+
+    source = build_train_dataset(sample_exp)._dataset
+    path = image_dir(sample_exp, "train") / source.annotations[0][3]
+    path.write_bytes(b"")
+
+    class FirstImage(torch.utils.data.Dataset):
+        def __len__(self):
+            return 1
+
+        def __getitem__(self, index):
+            return source.resized_image(0)
+
+    with pytest.raises(UserError) as info:
+        list(torch.utils.data.DataLoader(FirstImage(), num_workers=1, collate_fn=list))
+    message = str(info.value)
+    assert (
+        message.startswith(f"{path}: does not decode") and "\n" not in message and "Traceback" not in message
+    )

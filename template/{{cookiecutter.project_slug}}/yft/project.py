@@ -11,6 +11,17 @@ ROOT = Path(__file__).resolve().parent.parent
 class UserError(Exception):
     """A problem the user can fix; tasks print its message on one line and exit non-zero."""
 
+    def __init__(self, message=""):
+        # Raised in a DataLoader worker, torch re-raises it in the training process as
+        # UserError("Caught UserError in DataLoader worker process N.\nOriginal Traceback ...
+        # yft.project.UserError: <message>"): keep the user's one line, not the traceback.
+        if isinstance(message, str) and message.startswith("Caught UserError in DataLoader"):
+            marker = f"{__name__}.UserError: "
+            message = (
+                message[message.rindex(marker) + len(marker) :].strip() if marker in message else message
+            )
+        super().__init__(message)
+
 
 def read_pyproject():
     """pyproject.toml as a dict: tomllib (Python >= 3.11) or its backport tomli (3.10; a

@@ -54,7 +54,9 @@ class TrainSource:
             path = Path(self.dataset.data_dir) / self.dataset.name / self.dataset.annotations[index][3]
             reason = "empty, missing or not an image" if isinstance(err, AssertionError) else str(err).strip()
             raise UserError(
-                f"{path}: does not decode ({reason}); `invoke validate` checks every image"
+                f"{path}: does not decode ({reason}), changed since the pre-run check; restore or "
+                "remove it (`invoke validate` checks every image), then `invoke train --resume` "
+                "continues from the last checkpoint"
             ) from None
 
     def resized_image(self, index):
