@@ -105,7 +105,9 @@ def test_validation_is_sharded_and_matches_one_process(ddp_run):
     assert (
         rank1["sharded_eval"]["metrics"] == shared["metrics"] and rank1["sharded_eval"]["detections"] is None
     )
-    # One process, the same model: the same detections in the same order, the same metrics.
+    # One process, the same model: the same detections in the same order, the same metrics, up to
+    # float noise (the ranks' batches hold other images, and oneDNN's results follow the batch
+    # and thread count: a box side of 64.125 came out as 64.13 on a rank and 64.12 here).
     exp.test_size, exp.test_conf = (64, 64), 0.3
     model = exp.get_model()
     load_weights(model, load_checkpoint(out / "detecting.pth"))
@@ -118,10 +120,22 @@ def test_validation_is_sharded_and_matches_one_process(ddp_run):
         progress=False,
     )
     assert shared["metrics"]["num_images"] == 7 and shared["metrics"]["num_detections"] > 20
-    assert shared["detections"] == results
+    assert [(d["image_id"], d["category_id"]) for d in shared["detections"]] == [
+        (d["image_id"], d["category_id"]) for d in results
+    ]
+    for a, b in zip(shared["detections"], results):
+        assert a["bbox"] == pytest.approx(b["bbox"], abs=0.02) and a["score"] == pytest.approx(
+            b["score"], abs=2e-4
+        )
     assert shared["metrics"]["mAP50"] > 0
-    for key in ("mAP50_95", "mAP50", "num_detections", "per_class"):
-        assert shared["metrics"][key] == metrics[key], key
+    assert shared["metrics"]["num_detections"] == metrics["num_detections"]
+    for key in ("mAP50_95", "mAP50"):
+        assert shared["metrics"][key] == pytest.approx(metrics[key], abs=1e-3), key
+    for name, row in metrics["per_class"].items():
+        theirs = shared["metrics"]["per_class"][name]["AP50"]
+        assert (
+            theirs == row["AP50"] if row["AP50"] is None else theirs == pytest.approx(row["AP50"], abs=1e-3)
+        )
 
 
 def test_resume_after_a_kill_is_exact_on_every_rank(ddp_run):
