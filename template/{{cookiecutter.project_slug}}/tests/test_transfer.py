@@ -8,8 +8,8 @@ the same seed, data, hyperparameters and number of iterations:
   it must reach a clearly higher val mAP50 than the same run from random weights. The scratch
   run gets the finetune profile's lr and warmup, so the weights are the only difference.
 - keep mode (old classes plus a new one; head surgery by name through pretrained_classes; the new
-  images labelled with all four) must learn the new class and keep at least half the old
-  classes' mean AP50. When the images show only the new class (keep_coco style), the old classes'
+  images labelled with all four) must learn the new class and keep the old classes' AP50 within
+  a tolerance (3/4 of their mean, at most 0.15 lost per class). When the images show only the new class (keep_coco style), the old classes'
   rows stay exactly the checkpoint's (freeze_unseen_classes).
 
 The base checkpoint is trained once per module. The figures each run measured are printed
@@ -33,20 +33,21 @@ CPU = torch.device("cpu")
 BASE = ("diamond", "cross", "ring")
 NEW = ("circle", "square", "triangle")
 # One short budget for every finetuning run (iterations = epochs x TRAIN_IMAGES / BATCH).
-BATCH, TRAIN_IMAGES, VAL_IMAGES = 8, 48, 24
+BATCH, TRAIN_IMAGES, VAL_IMAGES = 8, 48, 48  # 48 val images: 24 moved a class's AP by 0.2 by chance
 BASE_EPOCHS, FINETUNE_EPOCHS = 30, 16
 LR_PER_IMAGE = 0.01 / 8  # a short schedule wants a high LR; the same for every run compared
-# Measured (seed 0, a loaded 2-core machine): base model val mAP50 0.348 on its own shapes;
-# after 96 iterations on the new shapes, finetuned 0.244 vs from scratch 0.003. Random weights
+# Measured (seed 0, one thread, 48 val images): base model val mAP50 0.277 on its own shapes;
+# after 96 iterations on the new shapes, finetuned 0.242 vs from scratch 0.002. Random weights
 # learn next to nothing in 96 iterations, so a gain of 0.1 still fails a transfer that does not
 # work (a base whose weights did not load, or a head surgery that broke the features) while
 # leaving room for other machines' floating-point paths.
 MIN_GAIN = 0.1
-# Keep mode (measured, seed 0): old classes' mean val AP50 0.261 after head surgery -> 0.207 after
-# 96 iterations (diamond 0.527 -> 0.335, cross 0.145 -> 0.039, ring 0.111 -> 0.246), the new
-# circle 0.000 -> 0.314. Per class the old APs move by up to 0.19 on 24 images; the mean must
-# keep at least half.
-OLD_AP_KEPT = 0.5
+# Keep mode (measured, seed 0, one thread, 48 val images): old classes' val AP50 after head
+# surgery -> after 96 iterations: diamond 0.546 -> 0.478, cross 0.235 -> 0.132, ring 0.147 ->
+# 0.170 (mean 0.309 -> 0.260, 84% kept), the new circle 0.000 -> 0.203. The tolerance: the old
+# classes keep at least 3/4 of their mean AP50 and none loses more than 0.15.
+OLD_AP_KEPT = 0.75
+OLD_AP_MAX_LOSS = 0.15
 
 
 def make_exp(root, classes, **settings):
@@ -151,6 +152,7 @@ def test_keep_mode_adds_a_class_and_keeps_the_old_ones(base_checkpoint, tmp_path
     old_after = sum(after[n] for n in BASE) / len(BASE)
     assert old_before >= 0.15  # head surgery carried the old classes: detected from the first step
     assert old_after >= OLD_AP_KEPT * old_before
+    assert all(before[n] - after[n] <= OLD_AP_MAX_LOSS for n in BASE)
     assert after["circle"] >= before["circle"] + MIN_GAIN
 
 
