@@ -840,3 +840,109 @@ def test_cvat_video_from_a_later_start_frame_with_a_skeleton(tmp_path):
         ("frame_000001.jpg", 2),
     ]
     assert summary["not_converted"] == {"skeleton (no box)": 1}  # outside=1: a note, not a loss
+
+
+# ------------------------------------------------------------------ labels that disagree with the images
+
+
+def voc_xml(name, width, height, objects=()):
+    boxes = "".join(
+        f"<object><name>{label}</name><difficult>0</difficult><bndbox><xmin>{x1}</xmin><ymin>{y1}</ymin>"
+        f"<xmax>{x2}</xmax><ymax>{y2}</ymax></bndbox></object>"
+        for label, x1, y1, x2, y2 in objects
+    )
+    return (
+        f"<annotation><folder>img</folder><filename>{name}</filename><size><width>{width}</width>"
+        f"<height>{height}</height><depth>3</depth></size>{boxes}</annotation>"
+    )
+
+
+def test_an_image_whose_labels_give_another_size_is_left_out_and_counted(tmp_path):
+    """Pixel boxes of a 200x160 image put on a 100x80 file would be wrong boxes: the image and its
+    boxes are not converted (counted; --strict fails); a negative takes the file's size."""
+    images, labels = tmp_path / "img", tmp_path / "xml"
+    for name in ("right", "resized", "empty"):
+        jpg(images / f"{name}.jpg", 100, 80)
+    write(labels / "right.xml", voc_xml("right.jpg", 100, 80, [("cat", 10, 10, 50, 40)]))
+    write(
+        labels / "resized.xml",
+        voc_xml("resized.jpg", 200, 160, [("cat", 10, 10, 150, 120), ("dog", 1, 1, 9, 9)]),
+    )
+    write(labels / "empty.xml", voc_xml("empty.jpg", 80, 100))
+    out = tmp_path / "out.json"
+    summary = run("voc", labels, images, out)
+    coco = json.loads(out.read_text())
+    assert [(i["file_name"], i["width"], i["height"]) for i in coco["images"]] == [
+        ("empty.jpg", 100, 80),
+        ("right.jpg", 100, 80),
+    ]
+    assert boxes(out) == [("right.jpg", 1, [10.0, 10.0, 40.0, 30.0])]
+    assert summary["not_converted"] == {
+        "image size in the labels differs from the file (image and its boxes left out)": 2
+    }
+    assert summary["changed"] == {"image size in the labels differs from the file (the file's size used)": 1}
+    assert "200x160 in the labels, 100x80 in resized.jpg" in format_summary(summary)
+    with pytest.raises(UserError, match="--strict: 2 annotations not converted"):
+        run("voc", labels, images, tmp_path / "strict.json", strict=True)
+
+
+def test_labelstudio_percentages_follow_the_image_file(tmp_path):
+    """Label Studio stores percentages: on a file of another size than the export's
+    original_width/height (here given as strings) they still hold, applied to the file's size."""
+    jpg(tmp_path / "img" / "a.jpg", 100, 80)
+    region = ls_rect("cat", 10, 10, 20, 20) | {"original_width": "200", "original_height": "160"}
+    src = write(tmp_path / "ls.json", [ls_task(1, "/data/upload/1/a.jpg", ls_annotation([region]))])
+    out = tmp_path / "out.json"
+    summary = run("labelstudio", src, tmp_path / "img", out)
+    assert boxes(out) == [("a.jpg", 1, [10.0, 8.0, 20.0, 16.0])]
+    assert list(summary["changed"]) == [
+        "original_width/height differ from the image file (percentages applied to the file's size)"
+    ]
+
+
+def test_a_label_for_another_folder_is_not_put_on_a_same_named_image(tmp_path):
+    """cam1/0001.jpg is not cam2/0001.jpg; an export's frames/0001.jpg is an image folder's 0001.jpg."""
+    jpg(tmp_path / "img" / "cam2" / "0001.jpg")
+    xml = CVAT_IMAGE_XML.format(name="cam1/0001.jpg")
+    with pytest.raises(UserError, match=r"cam1/0001.jpg"):
+        run("cvat", write(tmp_path / "a.xml", xml), tmp_path / "img", tmp_path / "x.json")
+    assert not (tmp_path / "x.json").exists()
+    out = tmp_path / "out.json"
+    run(
+        "cvat",
+        write(tmp_path / "b.xml", CVAT_IMAGE_XML.format(name="frames/0001.jpg")),
+        tmp_path / "img" / "cam2",
+        out,
+    )
+    assert boxes(out) == [("0001.jpg", 1, [10.0, 10.0, 20.0, 20.0])]
+
+
+CVAT_IMAGE_XML = """<?xml version="1.0" encoding="utf-8"?>
+<annotations>
+  <version>1.1</version>
+  <image id="0" name="{name}" width="100" height="50">
+    <box label="cat" source="manual" occluded="0" xtl="10" ytl="10" xbr="30" ybr="30" z_order="0">
+      <attribute name="iscrowd">true</attribute>
+    </box>
+  </image>
+</annotations>
+"""
+
+
+def test_checkbox_iscrowd_and_conflicting_category_ids(tmp_path):
+    jpg(tmp_path / "img" / "a.jpg")
+    out = tmp_path / "out.json"
+    run("cvat", write(tmp_path / "a.xml", CVAT_IMAGE_XML.format(name="a.jpg")), tmp_path / "img", out)
+    assert [a["iscrowd"] for a in json.loads(out.read_text())["annotations"]] == [1]  # CVAT's checkbox "true"
+    bad = CVAT_IMAGE_XML.format(name="a.jpg").replace(">true<", ">maybe<")
+    with pytest.raises(UserError, match=r"b.xml: .*: attribute iscrowd is 'maybe': use 0/1 or true/false"):
+        run("cvat", write(tmp_path / "b.xml", bad), tmp_path / "img", tmp_path / "x.json")
+    coco = {
+        "images": [{"id": 1, "file_name": "a.jpg", "width": 100, "height": 50}],
+        "annotations": [
+            {"id": 1, "image_id": 1, "category_id": 10, "bbox": [1, 1, 5, 5], "area": 25, "iscrowd": 0}
+        ],
+        "categories": [{"id": 10, "name": "dog"}, {"id": 20, "name": "cat"}, {"id": 10, "name": "cat"}],
+    }
+    with pytest.raises(UserError, match=r"categories: id 10 is both 'dog' and 'cat'"):
+        run("coco", write(tmp_path / "c.json", coco), tmp_path / "img", tmp_path / "y.json")

@@ -122,6 +122,18 @@ def check_box(x, y, w, h, width, height):
     return (x1, y1, round(x2 - x1, 3), round(y2 - y1, 3)), clipped
 
 
+def _crowd_flag(value, where):
+    """0 or 1 from an iscrowd attribute: a number, or a checkbox's true/false as CVAT writes it."""
+    if isinstance(value, (int, float)) and value in (0, 1):
+        return int(value)
+    text = str(value).strip().lower()
+    if text in ("1", "true", "yes"):
+        return 1
+    if text in ("0", "false", "no", ""):
+        return 0
+    raise UserError(f"{where}: attribute iscrowd is {value!r}: use 0/1 or true/false")
+
+
 def _where(source, where):
     """A box's place for messages: its own, or a number in the image's label file (YOLO: the
     line; VOC: the <object>), which saves a string per box on 100k-box datasets."""
@@ -158,6 +170,24 @@ class Builder:
                 raise UserError(f"{where}: image size {width} x {height} is not positive")
         self.entries[file_name] = (width, height, boxes, where)
 
+    def _check_size(self, name, real):
+        """An image whose labels give another size than its file: without boxes it takes the
+        file's size (noted); with boxes, the image and its boxes are left out and counted (their
+        pixels belong to another image size, e.g. the image resized or rotated after labelling)."""
+        width, height, boxes, where = self.entries[name]
+        if (width, height) == real:
+            return
+        here = f"{where} ({width}x{height} in the labels, {real[0]}x{real[1]} in {name})"
+        if not boxes:
+            self.report.change("image size in the labels differs from the file (the file's size used)", here)
+            self.entries[name] = (*real, boxes, where)
+            return
+        self.report.skip(
+            "image size in the labels differs from the file (image and its boxes left out)", here, len(boxes)
+        )
+        del self.entries[name]
+        self.excluded.add(name)
+
     def exclude(self, file_name):
         self.excluded.add(file_name)
 
@@ -177,13 +207,21 @@ class Builder:
                     raise UserError(f"{index.root / rel}: {missing} (--require-labels)")
                 self.entries[rel] = (None, None, (), index.root / rel)
 
-    def coco(self, description, sizes=None):
-        """The COCO dict. `sizes(file_names)` gives the sizes of images added without one."""
+    def coco(self, description, sizes=None, check_sizes=()):
+        """The COCO dict. `sizes(file_names)` gives the sizes of the images files: those added
+        without one, and those in `check_sizes` (the files at hand), whose size in the labels must
+        be the file's: boxes in the pixels of another size would land in the wrong place."""
         unsized = [name for name, entry in self.entries.items() if entry[0] is None]
-        if unsized:
-            for name, size in zip(unsized, sizes(unsized)):
+        checked = [
+            name for name, entry in self.entries.items() if entry[0] is not None and name in check_sizes
+        ]
+        if unsized or checked:
+            measured = dict(zip(unsized + checked, sizes(unsized + checked)))
+            for name in unsized:
                 entry = self.entries[name]
-                self.entries[name] = (*size, entry[2], entry[3])
+                self.entries[name] = (*measured[name], entry[2], entry[3])
+            for name in checked:
+                self._check_size(name, tuple(measured[name]))
         images, annotations = [], []
         report, category, resolved = self.report, self._category, self._resolved
         for image_id, name in enumerate(sorted(self.entries), 1):
@@ -217,7 +255,7 @@ class Builder:
                 if attributes:
                     attributes = dict(attributes)  # a dict or (name, value) pairs; a copy either way
                     if "iscrowd" in attributes:
-                        ann["iscrowd"] = int(attributes.pop("iscrowd"))
+                        ann["iscrowd"] = _crowd_flag(attributes.pop("iscrowd"), _where(source, where))
                     if attributes:
                         ann["attributes"] = attributes
                 annotations.append(ann)

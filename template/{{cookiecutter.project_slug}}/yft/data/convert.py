@@ -224,6 +224,7 @@ def _convert(fmt, sources, images, out, classes, subset, strict, context, to="co
     coco = builder.coco(
         f"converted from {fmt} by yft",
         sizes=lambda names: run_chunks(size_of, [str(root / n) for n in names]),
+        check_sizes=ctx.index.known if ctx.index is not None else (),
     )
     if to == "yolo":
         for ann in coco["annotations"]:

@@ -96,7 +96,11 @@ def read(sources, ctx, images=()):
 def _entries(path, coco, folder, root, ctx):
     names = {}
     for c in coco["categories"]:
-        names[field(c, "id", int, f"{path}: categories")] = field(c, "name", str, f"{path}: categories")
+        cid = field(c, "id", int, f"{path}: categories")
+        name = field(c, "name", str, f"{path}: categories")
+        if cid in names and names[cid] != name:  # which class would its boxes be? refuse to guess
+            raise UserError(f"{path}: categories: id {cid} is both {names[cid]!r} and {name!r}")
+        names[cid] = name
     boxes, images = {}, {}
     for i, image in enumerate(coco["images"]):
         where = f"{path}: images[{i}]"

@@ -42,6 +42,15 @@ def walk(root, keep):
     return found
 
 
+def _same_tail(a, b, strip_suffix=False):
+    """True when the shorter of two relative paths is the tail of the other (folder by folder)."""
+    if strip_suffix:
+        a, b = os.path.splitext(a)[0], os.path.splitext(b)[0]
+    a, b = a.split("/"), b.split("/")
+    n = min(len(a), len(b))
+    return a[-n:] == b[-n:]
+
+
 class ImageIndex:
     """The images under a folder, found by relative path, by name or by stem."""
 
@@ -103,7 +112,13 @@ class ImageIndex:
         if name in self.known:
             return name
         base = name.rsplit("/", 1)[-1]
-        for candidates in (self.by_name(base), self.by_stem(os.path.splitext(name)[0])):
+        for candidates, strip in (
+            (self.by_name(base), False),
+            (self.by_stem(os.path.splitext(name)[0]), True),
+        ):
+            # the folders both paths name must agree: "cam1/0001.jpg" is not "cam2/0001.jpg",
+            # but an export's "frames/0001.jpg" is the 0001.jpg of an --images folder of frames
+            candidates = [c for c in candidates if _same_tail(name, c, strip)]
             if prefer and len(candidates) > 1:
                 candidates = [
                     c for c in candidates if any(c.startswith(f"{p}/") for p in prefer)

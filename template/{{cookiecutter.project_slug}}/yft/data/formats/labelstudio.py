@@ -19,7 +19,15 @@ Image references are resolved to a file in --images: /data/local-files/?d=dir/x.
 
 import math
 
-from yft.data.formats.common import image_ref_name, read_json, rotated, rotated_bounds, suffixes, xywh
+from yft.data.formats.common import (
+    image_ref_name,
+    read_json,
+    rotated,
+    rotated_bounds,
+    size_of,
+    suffixes,
+    xywh,
+)
 from yft.io import is_image_name
 from yft.project import UserError
 
@@ -215,6 +223,14 @@ def _region_box(result, labels, width, height, ctx, where):
     return (str(names[0]), *xywh(x1, y1, x2, y2))
 
 
+def _whole(pair):
+    """(int, int) of two sizes as Label Studio writes them (numbers, or numbers in strings), or None."""
+    try:
+        return tuple(int(float(v)) for v in pair)
+    except (TypeError, ValueError, OverflowError):
+        return None
+
+
 def read(src, ctx):
     tasks = read_json(src)
     if not isinstance(tasks, list):
@@ -245,12 +261,19 @@ def read(src, ctx):
         rel = _find(ref, ctx, where, len(regions))
         if rel is None:
             continue
-        width = next((r.get("original_width") for r in regions if r.get("original_width")), None)
-        height = next((r.get("original_height") for r in regions if r.get("original_height")), None)
-        if not width or not height:
-            from yft.data.formats.common import size_of
-
-            width, height = size_of(ctx.index.root / rel)
+        # Label Studio stores percentages of the image: the file's own size turns them into
+        # pixels. The export's original_width/height may be another size (the image replaced or
+        # resized since it was labelled): the percentages still hold, and the change is counted.
+        width, height = size_of(ctx.index.root / rel)
+        declared = (
+            next((r.get("original_width") for r in regions if r.get("original_width")), None),
+            next((r.get("original_height") for r in regions if r.get("original_height")), None),
+        )
+        if all(declared) and _whole(declared) != (width, height):
+            ctx.report.change(
+                "original_width/height differ from the image file (percentages applied to the file's size)",
+                f"{where} ({declared[0]}x{declared[1]} in the export, {width}x{height} in {rel})",
+            )
         boxes = []
         for r, result in enumerate(regions):
             here = f"{where} region {result.get('id', r)}"
