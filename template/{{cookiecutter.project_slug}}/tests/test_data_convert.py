@@ -242,6 +242,18 @@ def test_merge_coco_and_back_to_yolo(yolo, tmp_path):
     ]
     with pytest.raises(UserError, match="not an empty folder"):
         convert("coco", [tmp_path / "a.json"], None, tmp_path / "yolo_out", NAMES, IDS, to="yolo")
+    # a crowd box has no YOLO form: counted as not converted, and not in the written count
+    crowd = json.loads((tmp_path / "a.json").read_text())
+    crowd["annotations"][0]["iscrowd"] = 1
+    (tmp_path / "crowd.json").write_text(json.dumps(crowd))
+    summary = convert("coco", [tmp_path / "crowd.json"], None, tmp_path / "yolo_crowd", NAMES, IDS, to="yolo")
+    written = sum(
+        len(p.read_text().splitlines())
+        for p in (tmp_path / "yolo_crowd").rglob("*.txt")
+        if p.name != "classes.txt"
+    )
+    assert summary["boxes"] == written == len(crowd["annotations"]) - 1
+    assert summary["not_converted"] == {"crowd box (YOLO has no crowd flag)": 1}
 
 
 def test_parallel_path_matches_serial(tmp_path):

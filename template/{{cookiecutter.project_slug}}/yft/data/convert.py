@@ -241,12 +241,14 @@ def _convert(fmt, sources, images, out, classes, subset, strict, context, to="co
             f"{sources[0]}: nothing to convert (no images in it"
             + (" nor in --images)" if ctx.index is not None else ")")
         )
-    annotated = len({a["image_id"] for a in coco["annotations"]})
+    # what is written: YOLO files leave crowd boxes out (counted above)
+    written = [a for a in coco["annotations"] if not (to == "yolo" and a["iscrowd"])]
+    annotated = len({a["image_id"] for a in written})
     summary = {
         "out": str(out),
         "format": fmt,
         "images": len(coco["images"]),
-        "boxes": len(coco["annotations"]),
+        "boxes": len(written),
         "negatives": len(coco["images"]) - annotated,
         **report.as_dict(),
         **extra,
