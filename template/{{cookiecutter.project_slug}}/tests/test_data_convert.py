@@ -78,6 +78,20 @@ def test_yolo_float_rounding_is_not_a_pixel_coordinate(yolo, tmp_path):
         run("yolo", labels, images, tmp_path / "x.json")
 
 
+def test_yolo_class_written_as_a_float(yolo, tmp_path):
+    """'2.0' (labels saved through numpy) is class 2; '1.5' is refused on its line."""
+    images, labels = yolo
+    (labels / "a.txt").write_text("0.0 0.5 0.5 0.2 0.4\n2.0 0.25 0.75 0.5 0.5\n")
+    run("yolo", labels, images, tmp_path / "out.json")
+    assert [a["category_id"] for a in json.loads((tmp_path / "out.json").read_text())["annotations"][:2]] == [
+        1,
+        3,
+    ]
+    (labels / "a.txt").write_text("1.5 0.5 0.5 0.2 0.4\n")
+    with pytest.raises(UserError, match=r"a.txt:1: class index '1.5' is not a whole number"):
+        run("yolo", labels, images, tmp_path / "x.json")
+
+
 def test_yolo_map_and_drop_unknown(yolo, tmp_path):
     images, labels = yolo
     (labels / "classes.txt").write_text("kitty\ndog\nparrot\n")

@@ -946,3 +946,12 @@ def test_checkbox_iscrowd_and_conflicting_category_ids(tmp_path):
     }
     with pytest.raises(UserError, match=r"categories: id 10 is both 'dog' and 'cat'"):
         run("coco", write(tmp_path / "c.json", coco), tmp_path / "img", tmp_path / "y.json")
+
+
+def test_labelstudio_result_that_is_not_a_list_is_refused(tmp_path, ls_images):
+    """A hand-edited export whose 'result' is one object would otherwise read as no regions,
+    turning a labelled image into a negative."""
+    annotation = ls_annotation([]) | {"result": ls_rect("cat", 10, 20, 30, 10)}
+    src = write(tmp_path / "ls.json", [ls_task(1, "/data/upload/1/a.jpg", annotation)])
+    with pytest.raises(UserError, match=r"task 1: annotation 101: 'result' is not a list of regions"):
+        run("labelstudio", src, ls_images, tmp_path / "x.json")

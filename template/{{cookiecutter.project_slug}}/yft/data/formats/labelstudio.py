@@ -249,6 +249,9 @@ def read(src, ctx):
             if rel is not None:
                 ctx.exclude(rel)  # not labelled: not a negative either
             continue
+        for a in chosen:
+            if not isinstance(a.get("result") or [], list):  # else its keys read as no regions: a negative
+                raise UserError(f"{where}: annotation {a.get('id', '?')}: 'result' is not a list of regions")
         results = [r for a in chosen for r in a.get("result") or [] if isinstance(r, dict)]
         labels = {
             r.get("id"): r["value"]["labels"]

@@ -122,6 +122,18 @@ def _swap(stem, old, new):
 UNIT_TOLERANCE = 1e-6
 
 
+def _class_index(text, path, number):
+    """A label line's class index: a whole number, also written as a float ("1.0", as scripts
+    that save labels with numpy do; Ultralytics reads it the same way)."""
+    try:
+        return int(text)
+    except ValueError:
+        value = float(text)  # ValueError here: not a number at all (the caller says so)
+    if not value.is_integer():
+        raise UserError(f"{path}:{number}: class index {text!r} is not a whole number")
+    return int(value)
+
+
 def _unit(value):
     """True for a normalised coordinate in [0, 1] give or take float rounding (False for NaN)."""
     return -UNIT_TOLERANCE <= value <= 1.0 + UNIT_TOLERANCE
@@ -135,14 +147,14 @@ def parse(text, path, names, width, height):
         fields = line.split()
         try:
             if len(fields) == 5:  # the usual line: class cx cy w h
-                index, cx, cy = int(fields[0]), float(fields[1]), float(fields[2])
+                index, cx, cy = _class_index(fields[0], path, number), float(fields[1]), float(fields[2])
                 w, h = float(fields[3]), float(fields[4])
                 ok = all(_unit(v) for v in (cx, cy, w, h))
                 x, y = cx - w / 2, cy - h / 2
             elif not fields:
                 continue
             elif len(fields) >= 7 and len(fields) % 2:  # an Ultralytics segment: class x1 y1 x2 y2 ...
-                index, values = int(fields[0]), [float(v) for v in fields[1:]]
+                index, values = _class_index(fields[0], path, number), [float(v) for v in fields[1:]]
                 ok = all(_unit(v) for v in values)
                 xs, ys = values[0::2], values[1::2]
                 x, y, w, h = min(xs), min(ys), max(xs) - min(xs), max(ys) - min(ys)
