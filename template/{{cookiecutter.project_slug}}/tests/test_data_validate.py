@@ -76,6 +76,8 @@ def test_problems_are_found_and_fixed_in_a_copy(sample_exp):
         ("warning", "not 8-bit RGB/grayscale"),
     ]:
         assert expected in found
+    sizes = [i["message"] for i in report.issues if i["check"] == "size differs from the image"]
+    assert sizes and all("--fix cannot repair it" in m for m in sizes)  # said, not silently kept
     modes = {i["message"].split(";")[0] for i in report.issues if i["check"] == "not 8-bit RGB/grayscale"}
     assert (
         modes - {"mode I", "mode I;16"} == {"mode RGBA", "mode CMYK"} and len(modes) == 3

@@ -242,7 +242,8 @@ def check_split_file(split, ann_path, images, report, category_ids=None):
                     "size before EXIF rotation",
                     path,
                     f"JSON says {raw[0]}x{raw[1]} but the EXIF orientation tag ({info['orientation']}) "
-                    f"shows it as {shown[0]}x{shown[1]}: boxes were drawn on the unrotated image?",
+                    f"shows it as {shown[0]}x{shown[1]}: boxes were drawn on the unrotated image? "
+                    "--fix cannot repair it",
                 )
             else:
                 report.add(
@@ -250,7 +251,8 @@ def check_split_file(split, ann_path, images, report, category_ids=None):
                     split,
                     "size differs from the image",
                     path,
-                    f"JSON says {image['width']}x{image['height']}, the image is {shown[0]}x{shown[1]}",
+                    f"JSON says {image['width']}x{image['height']}, the image is {shown[0]}x{shown[1]}; "
+                    "--fix cannot repair it (its boxes belong to the other size): export the labels again",
                 )
         if info["mode"] not in ("RGB", "L"):
             report.add(
