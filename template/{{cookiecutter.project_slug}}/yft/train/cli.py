@@ -74,4 +74,13 @@ def launch(argv, devices, nnodes=1, node_rank=0, master_addr="127.0.0.1", master
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    code = main()
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        # A torchrun rank ends here once its process group is destroyed and its files written
+        # (checkpoints atomically, trackers closed in after_train). Interpreter teardown can still
+        # meet a gloo thread left joinable and abort ("terminate called without an active
+        # exception", seen once in four CI runs), failing a finished run: skip the teardown.
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    sys.exit(code)
